@@ -168,12 +168,13 @@ class Renderer:
         if rng.random() < cfg.p_side_clutter:
             clutter.add_side(mask, rng, pyrng, font, size, (tx, ty, tw, th), self._layer)
 
-        img = self._surface(rng, sh, sw, bg, tags)
-        if rng.random() < 0.15:  # ink bleed / slight bold
-            mask = cv2.GaussianBlur(mask, (3, 3), 0.6)
+        img, tex = self._surface(rng, sh, sw, bg, tags)
+        mask = _print_defects(mask, rng)
         opacity = rng.uniform(0.75, 1.0) if "low_contrast" in tags else 1.0
         a = (mask * opacity)[:, :, None]
         img = img * (1 - a) + ink[None, None, :] * a
+        if tex is not None and rng.random() < 0.6:  # printed/woven ink follows the material
+            img = img * (0.5 + 0.5 * tex[:, :, None]) / (0.5 + 0.5 * float(tex.mean()))
         if rng.random() < cfg.p_label_edge:
             img = clutter.label_edge(img, rng, (tx, ty, tw, th))
 
@@ -196,15 +197,17 @@ class Renderer:
         return None if layer is None else _alpha(layer)
 
     def _surface(self, rng: np.random.Generator, h: int, w: int, bg: np.ndarray,
-                 tags: list[str]) -> np.ndarray:
+                 tags: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
         img = np.empty((h, w, 3), np.float32)
         img[:] = bg
+        tex = None
         if rng.random() < self.cfg.p_texture:
             kind = str(rng.choice(["paper", "fabric", "cardboard", "knit"], p=[0.35, 0.3, 0.15, 0.2]))
             if kind != "paper":
                 tags.append("textured")
-            img *= self.textures.sample(rng, kind, h, w)[:, :, None]
-        return img
+            tex = self.textures.sample(rng, kind, h, w)
+            img *= tex[:, :, None]
+        return img, tex
 
     def _camera(self, img: np.ndarray, rng: np.random.Generator, th: int, tags: list[str]) -> np.ndarray:
         h, w = img.shape[:2]
@@ -240,6 +243,21 @@ class Renderer:
             ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(15, 90))])
             img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
         return img
+
+
+def _print_defects(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Ink bleed, thin or bold strokes, and worn print (speckled dropout)."""
+    r = rng.random()
+    if r < 0.12:
+        mask = cv2.GaussianBlur(mask, (3, 3), 0.6)
+    elif r < 0.2:
+        mask = cv2.dilate(mask, np.ones((2, 2), np.uint8))
+    elif r < 0.28:
+        mask = cv2.erode(mask, np.ones((2, 2), np.uint8))
+    if rng.random() < 0.12:
+        keep = cv2.GaussianBlur(rng.random(mask.shape).astype(np.float32), (0, 0), 1.2)
+        mask = mask * np.clip((keep - 0.35) * 6, 0.15, 1.0)
+    return mask
 
 
 def _perspective(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -1,0 +1,38 @@
+"""Shared helpers: the realistic held-out test set and result files."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+
+from synth.dataset import read_rows, write_dataset
+from synth.render import RenderConfig
+
+RESULTS = os.path.join(os.path.dirname(__file__), "results")
+TEST_SEED = 424_242   # never used for training (training pools use seeds < 10^6 * 100 + k)
+
+
+def test_set(n: int = 1000, root: str | None = None) -> tuple[str, list[dict[str, str]]]:
+    """Held-out seed + held-out fonts + 7% 90-degree and 3% 180-degree turns; cached on disk."""
+    root = root or os.path.join(os.environ.get("TAGLOOP_HOME", ".tagloop"), "bench", f"testset-{n}")
+    labels = os.path.join(root, "labels.csv")
+    if not os.path.exists(labels):
+        write_dataset(root, n, TEST_SEED, RenderConfig(fonts="heldout", p_rot90=0.07, p_rot180=0.03), workers=2)
+    return os.path.join(root, "images"), read_rows(labels)
+
+
+def machine() -> str:
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{platform.machine()}, {os.cpu_count()} CPU cores, {gpu}, torch {torch.__version__}"
+
+
+def save(name: str, result: dict) -> str:
+    os.makedirs(RESULTS, exist_ok=True)
+    result = {"benchmark": name, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), **result}
+    path = os.path.join(RESULTS, f"{name}.json")
+    with open(path, "w") as f:
+        json.dump(result, f, indent=2)
+    return path

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs everything tagloop needs on a fresh Debian machine: system fonts and
+# Tesseract (for the benchmark peer) through apt, then a virtualenv with the package.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+
+APT_PKGS="fonts-urw-base35 fonts-liberation2 fonts-ocr-b fonts-croscore fonts-dejavu-core tesseract-ocr"
+missing=""
+for p in $APT_PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    echo "installing system packages:$missing"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+  else
+    echo "warning: apt-get not found; install$missing by hand for full font coverage" >&2
+  fi
+fi
+
+[ -x "$VENV/bin/python" ] || python3.11 -m venv "$VENV" 2>/dev/null || python3 -m venv "$VENV"
+"$VENV/bin/pip" install -q --upgrade pip
+"$VENV/bin/pip" install -q torch==2.13.0
+"$VENV/bin/pip" install -q -e ".[dev,bench]"
+"$VENV/bin/pip" install -q --no-deps trdg==1.8.0
+"$VENV/bin/python" -c "import trdg, torch, cv2, onnxruntime; print('setup ok: torch', torch.__version__)"

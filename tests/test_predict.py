@@ -1,0 +1,117 @@
+import csv
+import os
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from flows.cli import main
+from recognizer.metrics import exact_match
+from recognizer.predict import Predictor
+from recognizer.preprocess import CropError, decode_image
+
+
+@pytest.fixture(scope="module")
+def predictor(base_model_dir):
+    return Predictor(base_model_dir)
+
+
+def _read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def test_predict_writes_the_contract_csv(crops_dir, tmp_path, capsys):
+    out = tmp_path / "preds.csv"
+    assert main(["predict", os.path.join(crops_dir, "images"), "--out", str(out)]) == 0
+    rows = _read_csv(out)
+    assert rows[0] == ["filename", "prediction", "confidence"]
+    names = sorted(os.listdir(os.path.join(crops_dir, "images")))
+    assert [r[0] for r in rows[1:]] == names          # basename only, every file once
+    for _, pred, conf in rows[1:]:
+        assert 0.0 <= float(conf) <= 1.0
+        assert pred == pred.strip()
+
+
+def test_shipped_model_reads_rendered_crops(crops_dir, predictor):
+    with open(os.path.join(crops_dir, "labels.csv")) as f:
+        rows = list(csv.DictReader(f))
+    preds = predictor.predict_files([os.path.join(crops_dir, "images", r["filename"]) for r in rows])
+    hits = sum(exact_match(p.text, r["label"]) for p, r in zip(preds, rows))
+    assert hits / len(rows) >= 0.75
+
+
+def test_bad_inputs_get_a_message_and_the_batch_goes_on(crops_dir, tmp_path, capsys):
+    d = tmp_path / "mixed"
+    d.mkdir()
+    good = sorted(os.listdir(os.path.join(crops_dir, "images")))[:2]
+    for g in good:
+        shutil.copy(os.path.join(crops_dir, "images", g), d / g)
+    (d / "zero.png").write_bytes(b"")
+    (d / "notes.png").write_text("this is a text file, not an image\n")
+    (d / "truncated.jpg").write_bytes(open(os.path.join(crops_dir, "images", good[0]), "rb").read()[:60])
+    Image.new("1", (20000, 20000)).save(d / "bomb.png")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "preds.csv"
+    assert main(["predict", str(d), str(empty), str(tmp_path / "missing.png"), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    rows = {r[0]: r for r in _read_csv(out)[1:]}
+    assert set(rows) == set(good) | {"zero.png", "notes.png", "truncated.jpg", "bomb.png"}
+    for bad in ("zero.png", "notes.png", "truncated.jpg", "bomb.png"):
+        assert rows[bad][1:] == ["", "0.0000"]
+        assert bad in err
+    assert "empty file" in err and "not a readable image" in err and "too large" in err
+    assert "directory has no image files" in err and "no such file" in err
+    assert all(rows[g][1] for g in good)
+
+
+@pytest.mark.parametrize("data,reason", [(b"", "empty"), (b"GIF89a\x00", "not a readable"),
+                                         (b"\x89PNG\r\n\x1a\n" + b"\x00" * 20, "not a readable")])
+def test_decode_errors_are_crop_errors(data, reason):
+    with pytest.raises(CropError, match=reason):
+        decode_image(data)
+
+
+def test_orientation_is_handled(crops_dir, predictor):
+    """A crop read right upright is read the same turned 90, 180 or 270 degrees."""
+    with open(os.path.join(crops_dir, "labels.csv")) as f:
+        rows = list(csv.DictReader(f))
+    imgs = [np.asarray(Image.open(os.path.join(crops_dir, "images", r["filename"])).convert("RGB")) for r in rows]
+    upright = predictor.predict_arrays(imgs)
+    ok = [i for i, (p, r) in enumerate(zip(upright, rows)) if exact_match(p.text, r["label"])]
+    assert len(ok) >= 10
+    total, same = 0, 0
+    for k in (1, 2, 3):
+        turned = predictor.predict_arrays([np.rot90(imgs[i], k) for i in ok])
+        total += len(ok)
+        same += sum(exact_match(p.text, rows[i]["label"]) for p, i in zip(turned, ok))
+    assert same / total >= 0.9
+
+
+def test_onnx_and_torch_backends_agree(crops_dir, base_model_dir):
+    files = [os.path.join(crops_dir, "images", f) for f in sorted(os.listdir(os.path.join(crops_dir, "images")))]
+    a = Predictor(base_model_dir, backend="onnx").predict_files(files)
+    b = Predictor(base_model_dir, backend="torch").predict_files(files)
+    assert [p.text for p in a] == [p.text for p in b]
+    assert np.allclose([p.confidence for p in a], [p.confidence for p in b], atol=1e-3)
+
+
+def test_evaluate_json_matches_contract(crops_dir, capsys):
+    assert main(["evaluate", "--images", os.path.join(crops_dir, "images"),
+                 "--labels", os.path.join(crops_dir, "labels.csv"), "--json"]) == 0
+    import json
+
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    summary = json.loads(last)
+    assert summary["n"] == 24 and 0 <= summary["exact_match"] <= 1
+    assert "brand" in summary["slices"] and "condition" in summary["slices"]
+    assert sum(v["n"] for v in summary["slices"]["brand"].values()) == 24
+
+
+def test_evaluate_rejects_labels_without_required_columns(tmp_path, capsys):
+    bad = tmp_path / "labels.csv"
+    bad.write_text("file,text\na.png,X\n")
+    assert main(["evaluate", "--images", str(tmp_path), "--labels", str(bad)]) == 2
+    assert "filename,label" in capsys.readouterr().err
