@@ -65,7 +65,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     settings = setup_environment()
     cfg = PretrainConfig(samples=args.samples, seed=args.seed, workers=args.workers,
                          train=TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                                           seed=args.seed, device=args.device))
+                                           seed=args.train_seed, device=args.device))
     res = pretrain(cfg, args.out, settings.path("cache", "pools"))
     print(json.dumps({"out": args.out, "steps": res["step"], "wall_s": round(res["wall_s"], 1),
                       "img_per_s": round(res["img_per_s"], 1),
@@ -116,10 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     pt = sub.add_parser("pretrain", help="train a base model from synthetic data only")
     pt.add_argument("--out", required=True, help="output model directory (resumes if it holds a run)")
     pt.add_argument("--samples", type=int, default=100_000, help="synthetic training crops")
-    pt.add_argument("--steps", type=int, default=20_000, help="optimizer steps")
+    pt.add_argument("--steps", type=int, default=12_000, help="optimizer steps")
     pt.add_argument("--batch-size", type=int, default=64, help="crops per step")
     pt.add_argument("--lr", type=float, default=1.5e-3, help="peak learning rate")
-    pt.add_argument("--seed", type=int, default=1, help="random seed")
+    pt.add_argument("--seed", type=int, default=1, help="data seed (shard k rendered with seed+k)")
+    pt.add_argument("--train-seed", type=int, default=0, help="seed for init, shuffling and augmentation")
     pt.add_argument("--workers", type=int, default=2, help="rendering processes")
     pt.add_argument("--device", default="auto", help="auto, cpu or cuda")
     pt.set_defaults(func=cmd_pretrain)

@@ -18,6 +18,7 @@ import torch
 
 from recognizer.checkpoint import load_model
 from recognizer.decode import greedy_decode
+from recognizer.deskew import ANGLES, straighten
 from recognizer.preprocess import CropError, batch_tensor, load_image, resize_height, to_gray
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
@@ -40,11 +41,12 @@ class Predictor:
     """Loads a model artifact and reads crops (RGB/grey arrays or files)."""
 
     def __init__(self, model_dir: str, backend: str = "auto", batch_size: int = 64,
-                 orient_band: tuple[float, float] = (0.2, 0.8)) -> None:
+                 orient_band: tuple[float, float] = (0.2, 0.8), deskew_below: float = 0.6) -> None:
         self.model, self.tok, self.config = load_model(model_dir)
         self.height = self.model.cfg.img_height
         self.batch_size = batch_size
         self.orient_band = orient_band
+        self.deskew_below = deskew_below   # retry tilted crops read with less confidence (0: off)
         self.backend = backend
         self._ort = None
         if backend in ("auto", "onnx"):
@@ -100,11 +102,10 @@ class Predictor:
     # -- public -----------------------------------------------------------------------
     def predict_arrays(self, images: list[np.ndarray]) -> list[Prediction]:
         """RGB or grey crops (any orientation) -> predictions, in order."""
-        base = []
-        for img in images:
-            g = to_gray(img)
-            base.append(90 if g.shape[0] > 1.25 * g.shape[1] else 0)
-        views = [resize_height(_rot(to_gray(im), r), self.height) for im, r in zip(images, base)]
+        grays = [to_gray(im) for im in images]
+        base = [90 if g.shape[0] > 1.25 * g.shape[1] else 0 for g in grays]
+        full = [_rot(g, r) for g, r in zip(grays, base)]
+        views = [resize_height(f, self.height) for f in full]
         first = self._read(views)
         lo, hi = self.orient_band
         redo = [i for i, (_, _, p) in enumerate(first) if p > lo]
@@ -114,7 +115,28 @@ class Predictor:
             p = first[i][2]
             if p >= hi or (c2 > preds[i].confidence):
                 preds[i] = Prediction(t2, c2, (base[i] + 180) % 360)
+        if self.deskew_below > 0:
+            self._deskew(full, base, preds)
         return preds
+
+    def _deskew(self, full: list[np.ndarray], base: list[int], preds: list[Prediction]) -> None:
+        """Retry unsure readings of boxy crops at a few tilt angles; keep the most confident."""
+        jobs, crops = [], []
+        for i, p in enumerate(preds):
+            g = full[i]
+            if p.confidence >= self.deskew_below or g.shape[0] < 0.28 * g.shape[1]:
+                continue
+            g = _rot(g, (p.rotation - base[i]) % 360)
+            for a in ANGLES:
+                s = straighten(g, a)
+                if s is not None:
+                    jobs.append(i)
+                    crops.append(resize_height(s, self.height))
+        if not crops:
+            return
+        for i, (text, conf, _) in zip(jobs, self._read(crops)):
+            if conf > preds[i].confidence + 0.05 and text:
+                preds[i] = Prediction(text, conf, preds[i].rotation)
 
     def predict_files(self, paths: list[str]) -> list[Prediction]:
         """Unreadable files get an empty prediction, confidence 0 and an error message."""

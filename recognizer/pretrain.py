@@ -22,8 +22,8 @@ from recognizer.train import TrainConfig, fit
 class PretrainConfig:
     samples: int = 100_000          # synthetic training crops rendered (in shards)
     shard: int = 25_000
-    val_samples: int = 2_000        # rendered with held-out fonts and a held-out seed
-    seed: int = 1
+    val_samples: int = 1_000        # rendered with held-out fonts and a held-out seed
+    seed: int = 1                   # data seed: shard k is rendered with seed + k
     workers: int = 2                # rendering processes
     channels: tuple[int, ...] = (32, 64, 96, 128)
     hidden: int = 128
@@ -32,7 +32,7 @@ class PretrainConfig:
 
 def _cached_pool(cache_dir: str, n: int, seed: int, cfg: dict, workers: int,
                  log: Callable[[str], None]) -> Pool:
-    key = hashlib.sha256(json.dumps([n, seed, cfg], sort_keys=True).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([n, seed, cfg, workers > 1], sort_keys=True).encode()).hexdigest()[:16]
     path = os.path.join(cache_dir, f"pool-{key}.npz")
     if os.path.exists(path):
         return Pool.load(path)
@@ -50,12 +50,11 @@ def pretrain(cfg: PretrainConfig, out_dir: str, cache_dir: str,
     """Render (or reuse cached) synthetic pools, train, write the artifact to ``out_dir``."""
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     shards = [
-        _cached_pool(cache_dir, min(cfg.shard, cfg.samples - i), cfg.seed * 100 + k, {}, cfg.workers, log)
+        _cached_pool(cache_dir, min(cfg.shard, cfg.samples - i), cfg.seed + k, {}, cfg.workers, log)
         for k, i in enumerate(range(0, cfg.samples, cfg.shard))
     ]
     train_pool = shards[0] if len(shards) == 1 else Pool.concat(shards)
-    val_pool = _cached_pool(cache_dir, cfg.val_samples, 987_654 + cfg.seed, {"fonts": "heldout"},
-                            cfg.workers, log)
+    val_pool = _cached_pool(cache_dir, cfg.val_samples, 987_654 + cfg.seed, {"fonts": "heldout"}, 1, log)
     tok = CTCTokenizer()
     model = CRNN(ModelConfig(num_classes=tok.num_classes, channels=cfg.channels, hidden=cfg.hidden))
     t = time.time()

@@ -238,7 +238,8 @@ class Renderer:
             img = cv2.filter2D(img, -1, kern / max(kern.sum(), 1e-6))
         noise = rng.uniform(0, 9)
         if noise > 2:
-            img = np.clip(img + rng.normal(0, noise, img.shape), 0, 255).astype(np.uint8)
+            grain = rng.standard_normal(img.shape, dtype=np.float32) * noise
+            img = np.clip(img + grain, 0, 255).astype(np.uint8)
         if rng.random() < self.cfg.p_jpeg:
             ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(15, 90))])
             img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)

@@ -87,4 +87,4 @@ def highlight(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     cx, cy = rng.uniform(0, w), rng.uniform(0, h)
     sx, sy = rng.uniform(0.1, 0.5) * w, rng.uniform(0.2, 0.9) * h
     blob = np.exp(-(((xx - cx) / sx) ** 2 + ((yy - cy) / sy) ** 2))
-    return (rng.uniform(0.3, 0.8) * blob).astype(np.float32)
+    return (rng.uniform(0.25, 0.6) * blob).astype(np.float32)

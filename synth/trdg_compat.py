@@ -54,9 +54,12 @@ def text_layer(text: str, font: str, size: int, color: str, spacing: int = 0,
     install()
     from trdg import computer_text_generator
 
+    # Without extra letter spacing TRDG draws whole words (natural kerning, 5-10x fewer
+    # glyph draws); with spacing it must place characters one by one.
+    word_split = spacing == 0
     try:
         img, _mask = computer_text_generator.generate(
-            text, font, color, size, 0, 1.0, spacing, True, False, stroke, color)
+            text, font, color, size, 0, 1.0, spacing, True, word_split, stroke, color)
     except (OSError, ValueError, SystemError):
         return None
     if img is None or img.width < 2 or img.height < 2:
