@@ -4,7 +4,8 @@ Backends: ``torch`` (the module itself) and ``onnx`` (the same weights exported 
 memory at load time and run by ONNX Runtime: ~2x lower CPU latency at batch 1).
 Orientation: crops taller than wide are turned 90 degrees first; the model's
 upside-down head then decides whether to read the crop turned 180 degrees, and
-when it is unsure both readings are made and the more confident one wins.
+when it (or the reading) is unsure both readings are made and the more confident
+one wins.
 """
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ class Predictor:
         self.batch_size = batch_size
         self.orient_band = orient_band
         self.deskew_below = deskew_below   # retry tilted crops read with less confidence (0: off)
+        self.sure = 0.9                    # below this, the 180-degree reading is also tried
         self.backend = backend
         self._ort = None
         if backend in ("auto", "onnx"):
@@ -107,13 +109,14 @@ class Predictor:
         full = [_rot(g, r) for g, r in zip(grays, base)]
         views = [resize_height(f, self.height) for f in full]
         first = self._read(views)
-        lo, hi = self.orient_band
-        redo = [i for i, (_, _, p) in enumerate(first) if p > lo]
+        lo = self.orient_band[0]
+        redo = [i for i, (_, c, p) in enumerate(first) if p > lo or c < self.sure]
         second = self._read([_rot(views[i], 180) for i in redo]) if redo else []
         preds = [Prediction(t, c, base[i]) for i, (t, c, _) in enumerate(first)]
-        for i, (t2, c2, _) in zip(redo, second):
-            p = first[i][2]
-            if p >= hi or (c2 > preds[i].confidence):
+        for i, (t2, c2, p2) in zip(redo, second):
+            # P(upside down) from the head on both views, weighed with each reading's confidence
+            q = (first[i][2] + 1.0 - p2) / 2
+            if q >= 0.6 or (q > 0.4 and c2 > preds[i].confidence):
                 preds[i] = Prediction(t2, c2, (base[i] + 180) % 360)
         if self.deskew_below > 0:
             self._deskew(full, base, preds)

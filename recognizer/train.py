@@ -99,11 +99,11 @@ def fit(model: CRNN, tok: CTCTokenizer, train_pool: Pool, cfg: TrainConfig, out_
         log(f"resumed from step {step}")
     ds = PoolDataset(train_pool, tok, train=True, seed=cfg.seed + step)
     t0, seen, ema = time.time(), 0, None
+    sampler = WidthBucketSampler(train_pool.widths, cfg.batch_size, seed=cfg.seed + step)
+    loader = DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.workers,
+                        persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda")
     while step < cfg.steps:
-        sampler = WidthBucketSampler(train_pool.widths, cfg.batch_size, seed=cfg.seed + step)
-        loader = DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.workers,
-                            persistent_workers=False, pin_memory=device.type == "cuda")
-        for batch in loader:
+        for batch in loader:  # each pass reshuffles (the sampler's generator advances)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg)
             loss, parts = loss_on_batch(model, batch, cfg, device)

@@ -1,0 +1,39 @@
+import csv
+import os
+import subprocess
+import sys
+
+from flows.cli import build_parser, main
+
+
+def test_every_option_has_help_text():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, p in sub.choices.items():
+        for action in p._actions:
+            if action.dest != "help":
+                assert action.help, f"{name} {action.dest} lacks help"
+
+
+def test_synth_command_writes_dataset(tmp_path, capsys):
+    out = tmp_path / "ds"
+    assert main(["synth", "--out", str(out), "--n", "5", "--seed", "3", "--workers", "1", "--p-rot90", "1"]) == 0
+    rows = list(csv.DictReader(open(out / "labels.csv")))
+    assert len(rows) == 5 and all(r["rotation"] in ("90", "270") for r in rows)
+    assert "crops/s" in capsys.readouterr().out
+
+
+def test_demo_runs_on_embedded_defaults(tmp_path):
+    env = {**os.environ, "TAGLOOP_HOME": str(tmp_path / "home")}
+    res = subprocess.run([sys.executable, "-m", "flows.cli", "demo", "--n", "4"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "exact match" in res.stdout and res.stdout.count("crop_0000") == 4
+    assert os.path.isdir(tmp_path / "home" / "demo" / "samples" / "images")
+
+
+def test_unknown_model_reference_is_a_clear_error(tmp_path, capsys):
+    img = tmp_path / "x.png"
+    img.write_bytes(b"")
+    assert main(["predict", str(img), "--out", str(tmp_path / "p.csv"), "--model", str(tmp_path / "nope")]) == 2
+    assert "model directory not found" in capsys.readouterr().err
