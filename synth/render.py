@@ -36,6 +36,7 @@ class RenderConfig:
     p_tilt: float = 0.35            # tilt beyond a few degrees
     max_tilt: float = 30.0
     p_perspective: float = 0.35
+    p_curve: float = 0.15           # label bent over a curved tongue or heel
     p_blur: float = 0.35
     p_motion: float = 0.1
     p_low_res: float = 0.12
@@ -188,6 +189,8 @@ class Renderer:
         img = img[y0:y1, x0:x1]
         if rng.random() < cfg.p_perspective:
             img = _perspective(img, rng)
+        if rng.random() < cfg.p_curve:
+            img = _curve(img, rng, th)
         img = self._camera(img, rng, th, tags)
         crop = Crop(img, label, brand, font.rsplit("/", 1)[-1], tags, round(angle, 1))
         return _orient(crop, rng, cfg)
@@ -268,6 +271,18 @@ def _perspective(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     dst = (src + d).astype(np.float32)
     M = cv2.getPerspectiveTransform(src, dst)
     return cv2.warpPerspective(img, M, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _curve(img: np.ndarray, rng: np.random.Generator, th: int) -> np.ndarray:
+    """Bend rows along a gentle arc (text on a curved surface)."""
+    h, w = img.shape[:2]
+    amp = rng.uniform(0.05, 0.25) * th
+    freq, phase = rng.uniform(0.3, 0.9), rng.uniform(0, 2 * np.pi)
+    xs = np.arange(w, dtype=np.float32)
+    shift = (amp * np.sin(2 * np.pi * freq * xs / max(w, 1) + phase)).astype(np.float32)
+    map_x = np.broadcast_to(xs[None, :], (h, w)).copy()
+    map_y = np.arange(h, dtype=np.float32)[:, None] + shift[None, :]
+    return cv2.remap(img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def _orient(crop: Crop, rng: np.random.Generator, cfg: RenderConfig) -> Crop:

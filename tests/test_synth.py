@@ -88,3 +88,22 @@ def test_dataset_output_does_not_depend_on_worker_count(tmp_path):
     assert open(a).read() == open(b).read()
     for name in os.listdir(tmp_path / "a" / "images"):
         assert (tmp_path / "a" / "images" / name).read_bytes() == (tmp_path / "b" / "images" / name).read_bytes()
+
+
+def test_renderer_retries_when_trdg_yields_nothing(monkeypatch):
+    import synth.render as render
+
+    calls = {"n": 0}
+    real = render.text_layer
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        return None if calls["n"] == 1 else real(*args, **kwargs)
+
+    monkeypatch.setattr(render, "text_layer", flaky)
+    crop = Renderer(seed=0).render(np.random.default_rng(0), label="GY7924", brand="adidas")
+    assert crop.label == "GY7924" and calls["n"] >= 2
+
+    monkeypatch.setattr(render, "text_layer", lambda *a, **k: None)
+    with pytest.raises(RuntimeError, match="could not render"):
+        Renderer(seed=0).render(np.random.default_rng(0), label="GY7924")
