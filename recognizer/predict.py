@@ -42,13 +42,13 @@ class Predictor:
     """Loads a model artifact and reads crops (RGB/grey arrays or files)."""
 
     def __init__(self, model_dir: str, backend: str = "auto", batch_size: int = 64,
-                 orient_band: tuple[float, float] = (0.2, 0.8), deskew_below: float = 0.6) -> None:
+                 flip_check: float = 0.2, sure: float = 0.9, deskew_below: float = 0.6) -> None:
         self.model, self.tok, self.config = load_model(model_dir)
         self.height = self.model.cfg.img_height
         self.batch_size = batch_size
-        self.orient_band = orient_band
-        self.deskew_below = deskew_below   # retry tilted crops read with less confidence (0: off)
-        self.sure = 0.9                    # below this, the 180-degree reading is also tried
+        self.flip_check = flip_check       # P(upside down) above which the 180-degree reading is made
+        self.sure = sure                   # confidence below which it is made as well
+        self.deskew_below = deskew_below   # retry boxy crops read with less confidence (0: off)
         self.backend = backend
         self._ort = None
         if backend in ("auto", "onnx"):
@@ -87,7 +87,6 @@ class Predictor:
 
     def _read(self, grays: list[np.ndarray]) -> list[tuple[str, float, float]]:
         """Height-normalised crops -> [(text, confidence, P(upside down))]."""
-        out: list[tuple[str, float, float]] = []
         order = sorted(range(len(grays)), key=lambda i: grays[i].shape[1])
         res: dict[int, tuple[str, float, float]] = {}
         for s in range(0, len(order), self.batch_size):
@@ -98,8 +97,7 @@ class Predictor:
             p_flip = 1 / (1 + np.exp(-orient.reshape(-1)))
             for j, (i, (text, conf)) in enumerate(zip(idx, greedy_decode(logp, lens, self.tok))):
                 res[i] = (text, conf, float(p_flip[j]))
-        out = [res[i] for i in range(len(grays))]
-        return out
+        return [res[i] for i in range(len(grays))]
 
     # -- public -----------------------------------------------------------------------
     def predict_arrays(self, images: list[np.ndarray]) -> list[Prediction]:
@@ -109,8 +107,7 @@ class Predictor:
         full = [_rot(g, r) for g, r in zip(grays, base)]
         views = [resize_height(f, self.height) for f in full]
         first = self._read(views)
-        lo = self.orient_band[0]
-        redo = [i for i, (_, c, p) in enumerate(first) if p > lo or c < self.sure]
+        redo = [i for i, (_, c, p) in enumerate(first) if p > self.flip_check or c < self.sure]
         second = self._read([_rot(views[i], 180) for i in redo]) if redo else []
         preds = [Prediction(t, c, base[i]) for i, (t, c, _) in enumerate(first)]
         for i, (t2, c2, p2) in zip(redo, second):
@@ -141,19 +138,23 @@ class Predictor:
             if conf > preds[i].confidence + 0.05 and text:
                 preds[i] = Prediction(text, conf, preds[i].rotation)
 
-    def predict_files(self, paths: list[str]) -> list[Prediction]:
-        """Unreadable files get an empty prediction, confidence 0 and an error message."""
-        images, ok, preds = [], [], [Prediction("", 0.0) for _ in paths]
-        for i, p in enumerate(paths):
-            try:
-                images.append(load_image(p))
-                ok.append(i)
-            except CropError as e:
-                preds[i].error = str(e)
-        for s in range(0, len(ok), 512):
-            chunk = ok[s:s + 512]
-            for i, pr in zip(chunk, self.predict_arrays([images[k] for k in range(s, s + len(chunk))])):
-                preds[i] = pr
+    def predict_files(self, paths: list[str], chunk: int = 256) -> list[Prediction]:
+        """Unreadable files get an empty prediction, confidence 0 and an error message.
+
+        Files are decoded ``chunk`` at a time, so memory stays flat for any batch size.
+        """
+        preds = [Prediction("", 0.0) for _ in paths]
+        for s in range(0, len(paths), chunk):
+            ok, images = [], []
+            for i in range(s, min(s + chunk, len(paths))):
+                try:
+                    images.append(load_image(paths[i]))
+                    ok.append(i)
+                except CropError as e:
+                    preds[i].error = str(e)
+            if images:
+                for i, pr in zip(ok, self.predict_arrays(images)):
+                    preds[i] = pr
         return preds
 
 

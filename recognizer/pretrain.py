@@ -11,6 +11,7 @@ from typing import Callable
 
 import torch
 
+from recognizer.checkpoint import load_model
 from recognizer.evaluate import evaluate_pool
 from recognizer.model import CRNN, ModelConfig
 from recognizer.synthdata import Pool, render_pool
@@ -27,6 +28,7 @@ class PretrainConfig:
     workers: int = 2                # rendering processes
     channels: tuple[int, ...] = (32, 64, 96, 128)
     hidden: int = 128
+    init: str | None = None         # warm start from this artifact (a second, lower-LR phase)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -55,8 +57,11 @@ def pretrain(cfg: PretrainConfig, out_dir: str, cache_dir: str,
     ]
     train_pool = shards[0] if len(shards) == 1 else Pool.concat(shards)
     val_pool = _cached_pool(cache_dir, cfg.val_samples, 987_654 + cfg.seed, {"fonts": "heldout"}, 1, log)
-    tok = CTCTokenizer()
-    model = CRNN(ModelConfig(num_classes=tok.num_classes, channels=cfg.channels, hidden=cfg.hidden))
+    if cfg.init:
+        model, tok, _ = load_model(cfg.init)
+    else:
+        tok = CTCTokenizer()
+        model = CRNN(ModelConfig(num_classes=tok.num_classes, channels=cfg.channels, hidden=cfg.hidden))
     t = time.time()
     meta = {"recipe": {**{k: v for k, v in asdict(cfg).items() if k != "train"},
                        "machine": f"{platform.machine()} {os.cpu_count()} cpu, "
