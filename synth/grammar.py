@@ -25,7 +25,7 @@ def _u(rng: random.Random, n: int, alphabet: str = UPPER) -> str:
 
 def nike(rng: random.Random) -> str:
     """``DD1391-100``, ``CU4874 001``, ``315122-111``, ``AQ9129-500``."""
-    sep = rng.choices(["-", " ", ""], weights=[0.7, 0.27, 0.03])[0]
+    sep = rng.choices(["-", " "], weights=[0.7, 0.3])[0]
     if rng.random() < 0.7:
         style = _u(rng, 2) + _d(rng, 4)
     else:
@@ -65,7 +65,7 @@ def vans(rng: random.Random) -> str:
 
 def puma(rng: random.Random) -> str:
     """``374923-02``, ``384692 01``."""
-    sep = rng.choices(["-", " ", ""], weights=[0.6, 0.35, 0.05])[0]
+    sep = rng.choices(["-", " "], weights=[0.6, 0.4])[0]
     return _d(rng, 6) + sep + _d(rng, 2)
 
 

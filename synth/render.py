@@ -141,7 +141,8 @@ class Renderer:
         size = int(rng.integers(26, 46))
         spacing = int(rng.choice([0, 0, 0, 1, 2, 3, 5]))
         stroke = 1 if rng.random() < 0.08 else 0
-        layer = text_layer(label, font, size, "#FFFFFF", spacing, stroke)
+        space = float(rng.uniform(1.0, 2.2))  # tags often leave a wide gap between code parts
+        layer = text_layer(label, font, size, "#FFFFFF", spacing, stroke, space)
         if layer is None:
             return None
         text = _alpha(layer)

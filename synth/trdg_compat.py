@@ -49,7 +49,7 @@ def install() -> None:
 
 
 def text_layer(text: str, font: str, size: int, color: str, spacing: int = 0,
-               stroke: int = 0) -> Image.Image | None:
+               stroke: int = 0, space_width: float = 1.0) -> Image.Image | None:
     """Render ``text`` with TRDG as a tight RGBA layer; ``None`` when TRDG yields nothing."""
     install()
     from trdg import computer_text_generator
@@ -59,7 +59,7 @@ def text_layer(text: str, font: str, size: int, color: str, spacing: int = 0,
     word_split = spacing == 0
     try:
         img, _mask = computer_text_generator.generate(
-            text, font, color, size, 0, 1.0, spacing, True, word_split, stroke, color)
+            text, font, color, size, 0, space_width, spacing, True, word_split, stroke, color)
     except (OSError, ValueError, SystemError):
         return None
     if img is None or img.width < 2 or img.height < 2:
