@@ -16,6 +16,7 @@ test: setup
 	$(VENV)/bin/python -m pytest -q tests
 
 bench: setup
+	$(VENV)/bin/pip install -q -e ".[dev,bench]"
 	$(VENV)/bin/python -m benchmarks.run_all
 
 clean:

@@ -22,6 +22,7 @@ fi
 [ -x "$VENV/bin/python" ] || python3.11 -m venv "$VENV" 2>/dev/null || python3 -m venv "$VENV"
 "$VENV/bin/pip" install -q --upgrade pip
 "$VENV/bin/pip" install -q torch==2.13.0
-"$VENV/bin/pip" install -q -e ".[dev,bench]"
+EXTRAS=${EXTRAS:-dev}
+"$VENV/bin/pip" install -q -e ".[$EXTRAS]"
 "$VENV/bin/pip" install -q --no-deps trdg==1.8.0
 "$VENV/bin/python" -c "import trdg, torch, cv2, onnxruntime; print('setup ok: torch', torch.__version__)"

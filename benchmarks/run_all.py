@@ -1,0 +1,18 @@
+"""Run every benchmark in turn (about 10 minutes on 2 CPU cores) and print the README tables."""
+from __future__ import annotations
+
+import sys
+
+from benchmarks import accuracy, latency, report, synth_speed, train_speed
+
+
+def main() -> None:
+    for mod in (accuracy, latency, synth_speed, train_speed):
+        print(f"== {mod.__name__}", flush=True)
+        sys.argv = [mod.__name__]
+        mod.main()
+    report.main()
+
+
+if __name__ == "__main__":
+    main()
