@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-ANGLES = (-24.0, -16.0, -8.0, 8.0, 16.0, 24.0)
+ANGLES = (-28.0, -22.0, -16.0, -10.0, -5.0, 5.0, 10.0, 16.0, 22.0, 28.0)
 
 
 def line_height(w: int, h: int, angle_deg: float) -> float:

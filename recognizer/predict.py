@@ -42,7 +42,7 @@ class Predictor:
     """Loads a model artifact and reads crops (RGB/grey arrays or files)."""
 
     def __init__(self, model_dir: str, backend: str = "auto", batch_size: int = 64,
-                 flip_check: float = 0.2, sure: float = 0.9, deskew_below: float = 0.6) -> None:
+                 flip_check: float = 0.2, sure: float = 0.9, deskew_below: float = 0.95) -> None:
         self.model, self.tok, self.config = load_model(model_dir)
         self.height = self.model.cfg.img_height
         self.batch_size = batch_size
