@@ -1,0 +1,198 @@
+"""``run_ingest``: bucket -> validated rows -> quarantine / review / new dataset version.
+
+Order of side effects (a crash anywhere before the last step loses nothing:
+the next run sees the same items as new and rewrites the same objects):
+1. ``state/ingest/current_run.json`` (run id, resumed after a crash);
+2. ``quarantine/<run>/<item>/...`` copies + ``reasons.json``;
+3. ``reports/validation/<run>/`` (GX results JSON + Data Docs HTML pages);
+4. ``review/queue.jsonl`` and ``datasets/<version>/manifest.parquet``;
+5. ``state/ingest/state.json`` -- the commit point.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pandas as pd
+
+from ingest import dataset, review
+from ingest.corrections import CORRECTIONS, LEGACY, Item, group_objects
+from ingest.state import IngestState, load_state, save_state, start_run
+from ingest.storage import Storage, is_unsafe_name
+from ingest.table import Loaded, add_uniqueness, load_items, plain
+from ingest.validate import MAX_LABEL, MIN_LABEL, run_suite, results_json
+
+
+class ValidationFailed(RuntimeError):
+    """Too large a share of the new batch failed validation; nothing was committed."""
+
+
+@dataclass
+class IngestConfig:
+    max_failed_share: float = 0.5    # fail the run when quarantined / new exceeds this
+    heldout_share: float = 0.2       # share of new product codes assigned to the held-out split
+    min_age_s: float = 600.0         # orphan images/sidecars younger than this wait for their partner
+    docs_dir: str | None = None      # local dir for GX Data Docs (None: no HTML)
+
+
+@dataclass
+class IngestSummary:
+    dataset_version: str | None
+    n_new: int
+    n_accepted: int
+    n_quarantined: int
+    n_review: int
+    quarantine_reasons: dict[str, int]
+    n_released: int = 0
+    n_rejected: int = 0
+    n_deferred: int = 0
+    n_retries: int = 0
+    run_id: str = ""
+    validation_report: str = ""
+    review_reasons: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def _is_young(item: Item, now: datetime, min_age_s: float) -> bool:
+    orphan = item.problem in ("missing_sidecar", "missing_image")
+    return orphan and item.updated is not None and now - item.updated < timedelta(seconds=min_age_s)
+
+
+def pending_items(storage: Storage, state: IngestState, cfg: IngestConfig) -> tuple[list[Item], int, list]:
+    """Items not yet processed (young orphans deferred). Returns (items, n_deferred, listing)."""
+    listing = storage.list(CORRECTIONS) + storage.list(LEGACY)
+    now = datetime.now(timezone.utc)
+    items = [i for i in group_objects(listing) if i.key not in state.processed]
+    young = [i for i in items if _is_young(i, now, cfg.min_age_s)]
+    return [i for i in items if i not in young], len(young), listing
+
+
+def _safe_dir(key: str) -> str:
+    if is_unsafe_name(key):
+        return "unsafe-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+    return key.replace("/", "__")
+
+
+def quarantine(storage: Storage, run_id: str, row: dict[str, Any], reasons: list[str], blobs: dict[str, bytes]) -> None:
+    """Copy an item's readable objects to ``quarantine/<run>/<item>/`` with ``reasons.json``."""
+    base = f"quarantine/{run_id}/{_safe_dir(row['sample_id'])}"
+    for name, data in blobs.items():
+        storage.write(f"{base}/{name.rsplit('/', 1)[-1]}", data)
+    doc = {"key": row["sample_id"], "objects": sorted(blobs) or [row["sample_id"]], "reasons": reasons,
+           "label": row.get("label"), "decode_error": row.get("decode_error") or None, "run_id": run_id}
+    storage.write(f"{base}/reasons.json", json.dumps(doc, indent=1, default=str).encode(), "application/json")
+
+
+def _champion_read(reader: review.Reader | None, keys: list[str], loaded: Loaded) -> dict[str, tuple[str, float]]:
+    if reader is None or not keys:
+        return {}
+    return dict(zip(keys, reader([loaded.arrays[k] for k in keys])))
+
+
+def _apply_decisions(storage: Storage, state: IngestState, run_id: str) -> tuple[list[dict], list[dict]]:
+    """Pending review items with a labeler decision -> (released rows, rejected rows)."""
+    released, rejected = [], []
+    for key, d in review.read_decisions(storage).items():
+        row = state.pending_review.get(key)
+        if row is None:
+            continue
+        if d["decision"] == "reject":
+            rejected.append(state.pending_review.pop(key))
+            continue
+        label = d.get("label") if d["decision"] == "relabel" else row["label"]
+        if not isinstance(label, str) or not (MIN_LABEL <= len(label) <= MAX_LABEL):
+            continue    # an unusable relabel keeps the item pending
+        released.append({**state.pending_review.pop(key), "label": label})
+    return released, rejected
+
+
+def _write_reports(storage: Storage, run_id: str, outcome, docs_dir: str | None) -> str:
+    base = f"reports/validation/{run_id}"
+    storage.write(f"{base}/results.json", results_json(outcome), "application/json")
+    if docs_dir and os.path.isdir(docs_dir):
+        for dirpath, _d, files in os.walk(docs_dir):
+            for f in files:
+                if f.endswith(".html"):
+                    rel = os.path.relpath(os.path.join(dirpath, f), docs_dir).replace(os.sep, "/")
+                    with open(os.path.join(dirpath, f), "rb") as fh:
+                        storage.write(f"{base}/data_docs/{rel}", fh.read(), "text/html")
+    return storage.uri(f"{base}/results.json")
+
+
+def run_ingest(storage: Storage, cfg: IngestConfig | None = None, reader: review.Reader | None = None) -> IngestSummary:
+    """One incremental ingest over ``storage``; see the module docstring for the write order."""
+    cfg = cfg or IngestConfig()
+    storage.check()
+    state = load_state(storage)
+    run_id = start_run(storage, state)
+    items, n_deferred, listing = pending_items(storage, state, cfg)
+    loaded = load_items(storage, items, listing)
+    manifest = dataset.read_manifest(storage, state.dataset_version)
+    known = dict(zip(manifest["content_hash"], manifest["label"]))
+    known.update({r["content_hash"]: r["label"] for r in state.pending_review.values()})
+    table = add_uniqueness(loaded.rows, known) if loaded.rows else None
+    docs_dir = os.path.join(cfg.docs_dir, run_id) if cfg.docs_dir else None
+    outcome = run_suite(table if table is not None else pd.DataFrame(), run_id, docs_dir)
+    rows = [plain(r) for r in table.to_dict("records")] if table is not None else []
+    bad = outcome.reasons
+    good_keys = [r["sample_id"] for i, r in enumerate(rows) if i not in bad]
+    champion = _champion_read(reader, [k for k in good_keys if k in loaded.arrays], loaded)
+    return _finish(storage, state, cfg, run_id, rows, bad, champion, loaded, manifest, outcome, n_deferred, docs_dir)
+
+
+def _finish(storage, state, cfg, run_id, rows, bad, champion, loaded, manifest, outcome, n_deferred, docs_dir) -> IngestSummary:
+    q_reasons: Counter[str] = Counter()
+    r_reasons: Counter[str] = Counter()
+    accepted, held = [], {}
+    for i, row in enumerate(rows):
+        text, conf = champion.get(row["sample_id"], (None, None))
+        row.update(champion_prediction=text, champion_confidence=conf, ingest_run=run_id)
+        if i in bad:
+            q_reasons[bad[i][0]] += 1
+            continue
+        why = review.suspicion(row["label"], text, conf)
+        if why:
+            held[row["sample_id"]] = {**row, "review_reasons": why, "queued_run": run_id}
+            r_reasons.update(why)
+        else:
+            accepted.append(row)
+    n_new = len(rows)
+    if n_new and len(bad) / n_new > cfg.max_failed_share:
+        _quarantine_all(storage, run_id, rows, bad, loaded)
+        _write_reports(storage, run_id, outcome, docs_dir)
+        raise ValidationFailed(
+            f"{len(bad)}/{n_new} new corrections failed validation (limit {cfg.max_failed_share:.0%}): "
+            f"{dict(q_reasons)}; see {storage.uri(f'quarantine/{run_id}/')} -- nothing was committed")
+    _quarantine_all(storage, run_id, rows, bad, loaded)
+    report = _write_reports(storage, run_id, outcome, docs_dir)
+    released, rejected = _apply_decisions(storage, state, run_id)
+    for row in rejected:
+        quarantine(storage, run_id, row, ["rejected_in_review"], {})
+    state.pending_review.update(held)
+    review.write_queue(storage, state.pending_review)
+    new_rows = dataset.assign_splits(manifest, accepted + released, cfg.heldout_share)
+    version = state.dataset_version
+    if new_rows or version is None:
+        version = dataset.write_version(storage, dataset.merge(manifest, new_rows), state.dataset_version, run_id)
+    summary = IngestSummary(version, n_new, len(accepted), len(bad), len(held), dict(q_reasons),
+                            len(released), len(rejected), n_deferred, storage.retries_done, run_id, report,
+                            dict(r_reasons))
+    for i, row in enumerate(rows):
+        outcome_ = "quarantined" if i in bad else "review" if row["sample_id"] in held else "accepted"
+        state.processed[row["sample_id"]] = {"outcome": outcome_, "run": run_id}
+    state.dataset_version, state.last_run_id = version, run_id
+    state.history.append(json.loads(summary.to_json()))
+    save_state(storage, state)
+    return summary
+
+
+def _quarantine_all(storage: Storage, run_id: str, rows: list[dict], bad: dict[int, list[str]], loaded: Loaded) -> None:
+    for i, reasons in bad.items():
+        quarantine(storage, run_id, rows[i], reasons, loaded.blobs.get(rows[i]["sample_id"], {}))
