@@ -94,7 +94,7 @@ def read_decisions(storage: Storage) -> dict[str, dict[str, Any]]:
 
 def write_queue(storage: Storage, pending: dict[str, dict[str, Any]]) -> None:
     """Rewrite the labeler's queue with every pending item, sorted by key."""
-    fields = ("key", "source_object", "label", "champion_prediction", "champion_confidence",
+    fields = ("source_object", "label", "champion_prediction", "champion_confidence",
               "review_reasons", "queued_run")
-    lines = [json.dumps({f: pending[k].get(f) for f in fields}) for k in sorted(pending)]
+    lines = [json.dumps({"key": k, **{f: pending[k].get(f) for f in fields}}) for k in sorted(pending)]
     storage.write(QUEUE, ("\n".join(lines) + "\n" if lines else "").encode(), "application/x-ndjson")

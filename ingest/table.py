@@ -90,19 +90,22 @@ def add_uniqueness(rows: list[dict[str, Any]], known: dict[str, str]) -> pd.Data
     ``known`` maps content hashes already in the dataset (or under review) to their label.
     """
     df = pd.DataFrame(rows)
+    # only structurally sound rows with a label take part (a broken sidecar is not a second label)
+    hashes = [h if s == "ok" and isinstance(lab, str) else None
+              for h, s, lab in zip(df["content_hash"], df["structure"], df["label"])]
     labels: dict[str, set[str]] = {h: {lab} for h, lab in known.items()}
-    for h, lab in zip(df["content_hash"], df["label"]):
+    for h, lab in zip(hashes, df["label"]):
         if h:
-            labels.setdefault(h, set()).add(lab if isinstance(lab, str) else "")
+            labels.setdefault(h, set()).add(lab)
     first: set[str] = set(known)
     seen, firsts = [], []
-    for h in df["content_hash"]:
+    for h in hashes:
         dup = bool(h) and h in first
         seen.append(dup)
         firsts.append(None if (dup or not h) else h)
         if h:
             first.add(h)
-    df["n_labels_for_hash"] = [len(labels[h]) if h else 1 for h in df["content_hash"]]
+    df["n_labels_for_hash"] = [len(labels[h]) if h else 1 for h in hashes]
     df["seen_before"] = seen
     df["first_hash"] = firsts
     return df

@@ -56,9 +56,11 @@ def _expectations(now: datetime) -> list:
 def _context(docs_dir: str | None):
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.data_context.types.base import (DataContextConfig, InMemoryStoreBackendDefaults,
+                                                            ProgressBarsConfig)
 
-    ctx = gx.get_context(mode="ephemeral")
+    config = DataContextConfig(store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False))
+    ctx = gx.get_context(mode="ephemeral", project_config=config)
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
     if docs_dir:
         ctx.add_data_docs_site("tagloop", {
