@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -25,7 +26,7 @@ from ingest.corrections import CORRECTIONS, LEGACY, Item, group_objects
 from ingest.state import IngestState, load_state, save_state, start_run
 from ingest.storage import Storage, is_unsafe_name
 from ingest.table import Loaded, add_uniqueness, load_items, plain
-from ingest.validate import MAX_LABEL, MIN_LABEL, run_suite, results_json
+from ingest.validate import LABEL_REGEX, MAX_LABEL, MIN_LABEL, ValidationOutcome, results_json, run_suite
 
 
 class ValidationFailed(RuntimeError):
@@ -96,7 +97,7 @@ def _champion_read(reader: review.Reader | None, keys: list[str], loaded: Loaded
     return dict(zip(keys, reader([loaded.arrays[k] for k in keys])))
 
 
-def _apply_decisions(storage: Storage, state: IngestState, run_id: str) -> tuple[list[dict], list[dict]]:
+def _apply_decisions(storage: Storage, state: IngestState) -> tuple[list[dict], list[dict]]:
     """Pending review items with a labeler decision -> (released rows, rejected rows)."""
     released, rejected = [], []
     for key, d in review.read_decisions(storage).items():
@@ -107,7 +108,7 @@ def _apply_decisions(storage: Storage, state: IngestState, run_id: str) -> tuple
             rejected.append(state.pending_review.pop(key))
             continue
         label = d.get("label") if d["decision"] == "relabel" else row["label"]
-        if not isinstance(label, str) or not (MIN_LABEL <= len(label) <= MAX_LABEL):
+        if not isinstance(label, str) or not (MIN_LABEL <= len(label) <= MAX_LABEL and re.match(LABEL_REGEX, label)):
             continue    # an unusable relabel keeps the item pending
         released.append({**state.pending_review.pop(key), "label": label})
     return released, rejected
@@ -126,6 +127,22 @@ def _write_reports(storage: Storage, run_id: str, outcome, docs_dir: str | None)
     return storage.uri(f"{base}/results.json")
 
 
+@dataclass
+class Batch:
+    """The new items of one run after validation."""
+
+    run_id: str
+    rows: list[dict[str, Any]]
+    bad: dict[int, list[str]]             # row index -> reasons (primary first)
+    loaded: Loaded
+    outcome: ValidationOutcome
+    docs_dir: str | None
+    accepted: list[dict[str, Any]] = field(default_factory=list)
+    held: dict[str, dict[str, Any]] = field(default_factory=dict)
+    q_reasons: Counter = field(default_factory=Counter)
+    r_reasons: Counter = field(default_factory=Counter)
+
+
 def run_ingest(storage: Storage, cfg: IngestConfig | None = None, reader: review.Reader | None = None) -> IngestSummary:
     """One incremental ingest over ``storage``; see the module docstring for the write order."""
     cfg = cfg or IngestConfig()
@@ -133,66 +150,73 @@ def run_ingest(storage: Storage, cfg: IngestConfig | None = None, reader: review
     state = load_state(storage)
     run_id = start_run(storage, state)
     items, n_deferred, listing = pending_items(storage, state, cfg)
-    loaded = load_items(storage, items, listing)
     manifest = dataset.read_manifest(storage, state.dataset_version)
-    known = dict(zip(manifest["content_hash"], manifest["label"]))
-    known.update({r["content_hash"]: r["label"] for r in state.pending_review.values()})
-    table = add_uniqueness(loaded.rows, known) if loaded.rows else None
-    docs_dir = os.path.join(cfg.docs_dir, run_id) if cfg.docs_dir else None
-    outcome = run_suite(table if table is not None else pd.DataFrame(), run_id, docs_dir)
-    rows = [plain(r) for r in table.to_dict("records")] if table is not None else []
-    bad = outcome.reasons
-    good_keys = [r["sample_id"] for i, r in enumerate(rows) if i not in bad]
-    champion = _champion_read(reader, [k for k in good_keys if k in loaded.arrays], loaded)
-    return _finish(storage, state, cfg, run_id, rows, bad, champion, loaded, manifest, outcome, n_deferred, docs_dir)
-
-
-def _finish(storage, state, cfg, run_id, rows, bad, champion, loaded, manifest, outcome, n_deferred, docs_dir) -> IngestSummary:
-    q_reasons: Counter[str] = Counter()
-    r_reasons: Counter[str] = Counter()
-    accepted, held = [], {}
-    for i, row in enumerate(rows):
-        text, conf = champion.get(row["sample_id"], (None, None))
-        row.update(champion_prediction=text, champion_confidence=conf, ingest_run=run_id)
-        if i in bad:
-            q_reasons[bad[i][0]] += 1
-            continue
-        why = review.suspicion(row["label"], text, conf)
-        if why:
-            held[row["sample_id"]] = {**row, "review_reasons": why, "queued_run": run_id}
-            r_reasons.update(why)
-        else:
-            accepted.append(row)
-    n_new = len(rows)
-    if n_new and len(bad) / n_new > cfg.max_failed_share:
-        _quarantine_all(storage, run_id, rows, bad, loaded)
-        _write_reports(storage, run_id, outcome, docs_dir)
+    batch = validate_batch(storage, items, listing, manifest, state, run_id, cfg)
+    good = [r["sample_id"] for i, r in enumerate(batch.rows) if i not in batch.bad]
+    classify(batch, _champion_read(reader, [k for k in good if k in batch.loaded.arrays], batch.loaded))
+    n_new, n_bad = len(batch.rows), len(batch.bad)
+    _quarantine_all(storage, batch)
+    report = _write_reports(storage, run_id, batch.outcome, batch.docs_dir)
+    if n_new and n_bad / n_new > cfg.max_failed_share:
         raise ValidationFailed(
-            f"{len(bad)}/{n_new} new corrections failed validation (limit {cfg.max_failed_share:.0%}): "
-            f"{dict(q_reasons)}; see {storage.uri(f'quarantine/{run_id}/')} -- nothing was committed")
-    _quarantine_all(storage, run_id, rows, bad, loaded)
-    report = _write_reports(storage, run_id, outcome, docs_dir)
-    released, rejected = _apply_decisions(storage, state, run_id)
+            f"{n_bad}/{n_new} new corrections failed validation (limit {cfg.max_failed_share:.0%}): "
+            f"{dict(batch.q_reasons)}; see {storage.uri(f'quarantine/{run_id}/')} -- nothing was committed (fix the upload path, or raise --max-failed-share to accept the batch)")
+    released, rejected = _apply_decisions(storage, state)
     for row in rejected:
         quarantine(storage, run_id, row, ["rejected_in_review"], {})
-    state.pending_review.update(held)
+    state.pending_review.update(batch.held)
     review.write_queue(storage, state.pending_review)
-    new_rows = dataset.assign_splits(manifest, accepted + released, cfg.heldout_share)
+    new_rows = dataset.assign_splits(manifest, batch.accepted + released, cfg.heldout_share)
     version = state.dataset_version
     if new_rows or version is None:
         version = dataset.write_version(storage, dataset.merge(manifest, new_rows), state.dataset_version, run_id)
-    summary = IngestSummary(version, n_new, len(accepted), len(bad), len(held), dict(q_reasons),
+    summary = IngestSummary(version, n_new, len(batch.accepted), n_bad, len(batch.held), dict(batch.q_reasons),
                             len(released), len(rejected), n_deferred, storage.retries_done, run_id, report,
-                            dict(r_reasons))
-    for i, row in enumerate(rows):
-        outcome_ = "quarantined" if i in bad else "review" if row["sample_id"] in held else "accepted"
-        state.processed[row["sample_id"]] = {"outcome": outcome_, "run": run_id}
-    state.dataset_version, state.last_run_id = version, run_id
-    state.history.append(json.loads(summary.to_json()))
-    save_state(storage, state)
+                            dict(batch.r_reasons))
+    _commit(storage, state, batch, summary)
     return summary
 
 
-def _quarantine_all(storage: Storage, run_id: str, rows: list[dict], bad: dict[int, list[str]], loaded: Loaded) -> None:
-    for i, reasons in bad.items():
-        quarantine(storage, run_id, rows[i], reasons, loaded.blobs.get(rows[i]["sample_id"], {}))
+def validate_batch(storage: Storage, items: list[Item], listing: list, manifest: pd.DataFrame,
+                   state: IngestState, run_id: str, cfg: IngestConfig) -> Batch:
+    """Read + featurize the new items and run the GX suite over their table."""
+    loaded = load_items(storage, items, listing)
+    known = dict(zip(manifest["content_hash"], manifest["label"]))
+    known.update({r["content_hash"]: r["label"] for r in state.pending_review.values()})
+    table = add_uniqueness(loaded.rows, known) if loaded.rows else pd.DataFrame()
+    docs_dir = os.path.join(cfg.docs_dir, run_id) if cfg.docs_dir else None
+    outcome = run_suite(table, run_id, docs_dir)
+    rows = [plain(r) for r in table.to_dict("records")]
+    return Batch(run_id, rows, outcome.reasons, loaded, outcome, docs_dir)
+
+
+def classify(batch: Batch, champion: dict[str, tuple[str, float]]) -> None:
+    """Valid rows -> accepted or held for review; count reasons."""
+    for i, row in enumerate(batch.rows):
+        text, conf = champion.get(row["sample_id"], (None, None))
+        row.update(champion_prediction=text, champion_confidence=conf, ingest_run=batch.run_id)
+        if i in batch.bad:
+            batch.q_reasons[batch.bad[i][0]] += 1
+            continue
+        why = review.suspicion(row["label"], text, conf)
+        if why:
+            batch.held[row["sample_id"]] = {**row, "review_reasons": why, "queued_run": batch.run_id}
+            batch.r_reasons.update(why)
+        else:
+            batch.accepted.append(row)
+
+
+def _commit(storage: Storage, state: IngestState, batch: Batch, summary: IngestSummary) -> None:
+    """Record every new item's outcome and the new version: the run's commit point."""
+    for i, row in enumerate(batch.rows):
+        outcome = "quarantined" if i in batch.bad else "review" if row["sample_id"] in batch.held else "accepted"
+        state.processed[row["sample_id"]] = {"outcome": outcome, "run": batch.run_id}
+    state.dataset_version, state.last_run_id = summary.dataset_version, batch.run_id
+    state.history.append(json.loads(summary.to_json()))
+    save_state(storage, state)
+
+
+def _quarantine_all(storage: Storage, batch: Batch) -> None:
+    for i, reasons in batch.bad.items():
+        row = batch.rows[i]
+        quarantine(storage, batch.run_id, row, reasons, batch.loaded.blobs.get(row["sample_id"], {}))

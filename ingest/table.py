@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -32,7 +32,7 @@ def parse_ts(text: str | None) -> float | None:
         dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return dt.timestamp() if dt.tzinfo else None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()   # naive = UTC
 
 
 def _lineage(item: Item) -> dict[str, Any]:

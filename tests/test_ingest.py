@@ -106,14 +106,16 @@ def test_every_bad_case_is_quarantined_with_its_reason(bucket, synth_crops):
     assert run_ingest(bucket, LENIENT, EchoReader()).n_new == 0
 
 
-def test_duplicate_crop_same_label_is_deduplicated(bucket, synth_crops):
+def test_duplicate_of_dataset_crop_is_deduplicated_or_conflicting(bucket, synth_crops):
     img = png_bytes(synth_crops[0].image)
     add(bucket, "first", img, synth_crops[0].label)
     run_ingest(bucket, LENIENT, EchoReader())
     add(bucket, "again", img, synth_crops[0].label)
+    assert run_ingest(bucket, LENIENT, EchoReader()).quarantine_reasons == {"duplicate_image": 1}
+    add(bucket, "relabelled", img, "CU4874-001")                # same bytes, another label than the dataset's
     s = run_ingest(bucket, LENIENT, EchoReader())
-    assert s.quarantine_reasons == {"duplicate_image": 1}
-    assert len(_manifest(bucket, s.dataset_version)) == 1
+    assert s.quarantine_reasons == {"conflicting_labels": 1}
+    assert list(_manifest(bucket, s.dataset_version)["label"]) == [synth_crops[0].label]
 
 
 def test_failed_share_over_threshold_fails_loudly_and_commits_nothing(bucket, synth_crops):
