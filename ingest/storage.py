@@ -46,6 +46,9 @@ class ObjectInfo:
     updated: datetime   # UTC
 
 
+Listing = list[ObjectInfo]   # alias: inside Storage the name ``list`` is the method
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     attempts: int = 5
@@ -101,7 +104,7 @@ class Storage:
                 time.sleep(delay * (0.5 + random.random() / 2))
         raise AssertionError("unreachable")
 
-    def list(self, prefix: str = "") -> list[ObjectInfo]:
+    def list(self, prefix: str = "") -> Listing:
         """All objects whose key starts with ``prefix``, sorted by name."""
         return sorted(self._call(lambda: self._list(prefix)), key=lambda o: o.name)
 
@@ -122,7 +125,7 @@ class Storage:
         return f"{self.url.rstrip('/')}/{name}"
 
     # backends implement these
-    def _list(self, prefix: str) -> list[ObjectInfo]:
+    def _list(self, prefix: str) -> Listing:
         raise NotImplementedError
 
     def _read(self, name: str) -> bytes:
@@ -156,7 +159,7 @@ class LocalStorage(Storage):
         if not os.path.isdir(self.root):
             raise BucketNotFound(f"{self.root}: bucket directory does not exist")
 
-    def _list(self, prefix: str) -> list[ObjectInfo]:
+    def _list(self, prefix: str) -> Listing:
         self._check()
         out = []
         for dirpath, _dirs, files in os.walk(self.root):
@@ -208,7 +211,7 @@ class GCSStorage(Storage):
         except gexc.NotFound as e:
             raise self._not_found(e) from None
 
-    def _list(self, prefix: str) -> list[ObjectInfo]:
+    def _list(self, prefix: str) -> Listing:
         from google.api_core import exceptions as gexc
 
         try:

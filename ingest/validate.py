@@ -85,7 +85,7 @@ def run_suite(table: pd.DataFrame, run_id: str, docs_dir: str | None = None,
         e.meta = {**(e.meta or {}), "order": i}
         suite.add_expectation(e)
     vd = ctx.validation_definitions.add(gx.ValidationDefinition(name="corrections", data=batch, suite=suite))
-    actions = [gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=["tagloop"])] if docs_dir else []
+    actions: list = [gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=["tagloop"])] if docs_dir else []
     cp = ctx.checkpoints.add(gx.Checkpoint(name="ingest", validation_definitions=[vd], actions=actions,
                                            result_format={"result_format": "COMPLETE"}))
     res = cp.run(batch_parameters={"dataframe": table}, run_id=RunIdentifier(run_name=run_id))

@@ -49,7 +49,7 @@ def decode_status(err: CropError) -> str:
     return "corrupt_image"
 
 
-def image_stats(rgb: np.ndarray) -> dict[str, float]:
+def image_stats(rgb: np.ndarray) -> dict[str, Any]:
     """H x W x 3 uint8 -> brightness (mean, 0-255), contrast (std), blur (Laplacian variance)."""
     gray = to_gray(rgb)
     h, w = gray.shape

@@ -1,7 +1,6 @@
 """Incremental ingest end to end, on a local directory and on the GCS emulator (same tests)."""
 from __future__ import annotations
 
-import io
 import json
 
 import numpy as np

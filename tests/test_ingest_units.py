@@ -5,7 +5,6 @@ import json
 import random
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from flows.cli import main
