@@ -1,6 +1,7 @@
 """New items -> one feature row each (the table Great Expectations validates)."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -43,23 +44,27 @@ def _lineage(item: Item) -> dict[str, Any]:
             "sidecar_source": sc.get("source"), "created_at": item.created_at}
 
 
-def load_item(storage: Storage, item: Item, sizes: dict[str, int], out: Loaded) -> None:
-    """Read one item's objects and append its feature row to ``out``."""
-    blobs = out.blobs.setdefault(item.key, {})
-    if item.sidecar_name and not item.problem.startswith("unsafe"):
-        blobs[item.sidecar_name] = storage.read(item.sidecar_name)
-        if not item.problem:
-            apply_sidecar(item, blobs[item.sidecar_name])
-    data = b""
+def _to_read(item: Item, sizes: dict[str, int]) -> list[str]:
+    """Object names of ``item`` worth downloading (sets ``file_too_large`` on oversize crops)."""
+    names = [item.sidecar_name] if item.sidecar_name and item.problem != "unsafe_name" else []
     if item.image_name and item.problem not in NO_READ:
         if sizes.get(item.image_name, 0) > MAX_OBJECT_BYTES:
             item.problem = item.problem or "file_too_large"
         else:
-            data = blobs[item.image_name] = storage.read(item.image_name)
+            names.append(item.image_name)
+    return names
+
+
+def load_item(item: Item, blobs: dict[str, bytes], out: Loaded) -> None:
+    """One item and its downloaded objects -> a feature row appended to ``out``."""
+    out.blobs[item.key] = blobs
+    if item.sidecar_name in blobs and not item.problem:
+        apply_sidecar(item, blobs[item.sidecar_name])
+    data = blobs.get(item.image_name or "", b"")
     label = normalize_label(item.label) if isinstance(item.label, str) else None
     feats, rgb = crop_features(data, label, item.confidence)
-    if not data:
-        feats.update(content_hash=None, decode_status="no_image" if item.problem else feats["decode_status"])
+    if item.image_name not in blobs:
+        feats.update(content_hash=None, decode_status="no_image")
     row = {**_lineage(item), **feats, "label": label, "structure": item.problem or "ok",
            "created_ts": parse_ts(item.created_at)}
     out.rows.append(row)
@@ -67,11 +72,16 @@ def load_item(storage: Storage, item: Item, sizes: dict[str, int], out: Loaded) 
         out.arrays[item.key] = rgb
 
 
-def load_items(storage: Storage, items: list[Item], listing: list[ObjectInfo]) -> Loaded:
+def load_items(storage: Storage, items: list[Item], listing: list[ObjectInfo], workers: int = 8) -> Loaded:
+    """Download the items' objects (``workers`` concurrent reads) and build their feature rows."""
     sizes = {o.name: o.size for o in listing}
+    wanted = {it.key: _to_read(it, sizes) for it in items}
+    names = [n for ns in wanted.values() for n in ns]
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        data = dict(zip(names, pool.map(storage.read, names)))
     out = Loaded()
     for it in items:
-        load_item(storage, it, sizes, out)
+        load_item(it, {n: data[n] for n in wanted[it.key]}, out)
     return out
 
 
