@@ -109,3 +109,31 @@ def test_cli_ingest_json_accounts_for_every_object(tmp_path, synth_crops, capsys
     assert again["n_new"] == 0 and again["dataset_version"] == out["dataset_version"]
     assert main(["ingest", "--bucket", str(tmp_path / "missing"), "--json"]) == 3
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_writer_follows_the_corrections_contract(tmp_path, synth_crops):
+    from ingest.corrections import group_objects
+    from ingest.storage import open_storage
+
+    store = open_storage(str(tmp_path))
+    cid = add(store, "0b6f", png_bytes(synth_crops[0].image), "DD1391-100", predicted="DD1391-1O0",
+              created_at="2026-11-20T03:12:09Z")
+    assert [o.name for o in store.list("")] == ["corrections/2026-11-20/0b6f.json", "corrections/2026-11-20/0b6f.png"]
+    doc = json.loads(store.read("corrections/2026-11-20/0b6f.json"))
+    assert doc == {"crop_id": cid, "image": "0b6f.png", "predicted_label": "DD1391-1O0", "confidence": 0.6,
+                   "corrected_label": "DD1391-100", "model_version": "7", "created_at": "2026-11-20T03:12:09Z",
+                   "source": "web"}
+    (item,) = group_objects(store.list("corrections/"))
+    assert (item.key, item.problem, item.image_name) == ("corrections/2026-11-20/0b6f", "", "corrections/2026-11-20/0b6f.png")
+
+
+def test_cli_ingest_over_threshold_exits_3_and_says_why(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TAGLOOP_HOME", str(tmp_path / "home"))
+    from ingest.storage import open_storage
+
+    store = open_storage(str(tmp_path / "b"))
+    (tmp_path / "b").mkdir()
+    add(store, "zero", b"", "AB1234")
+    assert main(["ingest", "--bucket", str(tmp_path / "b"), "--model", "none", "--min-age-s", "0"]) == 3
+    err = capsys.readouterr().err
+    assert "1/1 new corrections failed validation" in err and "--max-failed-share" in err
