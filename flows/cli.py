@@ -73,6 +73,29 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from ingest.pipeline import IngestConfig, ValidationFailed, run_ingest
+    from ingest.review import champion_reader
+    from ingest.storage import StorageError, open_storage
+
+    settings = setup_environment()
+    cfg = IngestConfig(max_failed_share=args.max_failed_share, heldout_share=args.heldout_share,
+                       min_age_s=args.min_age_s, docs_dir=settings.path("reports", "validation"))
+    try:
+        storage = open_storage(args.bucket or settings.bucket or "")
+        reader = None if args.model == "none" else champion_reader(resolve_model(args.model))
+        summary = run_ingest(storage, cfg, reader)
+    except (StorageError, ValidationFailed) as e:
+        _err(str(e))
+        return 3
+    print(f"ingest {summary.run_id}: {summary.n_new} new -> {summary.n_accepted} accepted, "
+          f"{summary.n_quarantined} quarantined {summary.quarantine_reasons}, {summary.n_review} held for review; "
+          f"dataset {summary.dataset_version}")
+    if args.json:
+        print(summary.to_json())
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from flows.demo import run_demo
 
@@ -86,6 +109,18 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="one full cycle on embedded defaults")
     d.add_argument("--n", type=int, default=12, help="number of sample crops to render and read")
     d.set_defaults(func=cmd_demo)
+
+    ig = sub.add_parser("ingest", help="pull + validate new corrections -> dataset version")
+    ig.add_argument("--bucket", default=None, help="gs://BUCKET, file:///path or a directory (default: TAGLOOP_BUCKET)")
+    ig.add_argument("--json", action="store_true", help="print one JSON summary object on the last line")
+    ig.add_argument("--model", default="champion",
+                    help="model that screens labels for review: champion (default), a model directory, or none")
+    ig.add_argument("--max-failed-share", type=float, default=0.5,
+                    help="fail the run (commit nothing) when more than this share of new crops fails validation")
+    ig.add_argument("--heldout-share", type=float, default=0.2, help="share of new product codes held out")
+    ig.add_argument("--min-age-s", type=float, default=600.0,
+                    help="seconds an image without sidecar (or the reverse) waits before it is quarantined")
+    ig.set_defaults(func=cmd_ingest)
 
     pr = sub.add_parser("predict", help="read crops and write filename,prediction,confidence")
     pr.add_argument("images", nargs="+", help="image files or directories of images")

@@ -27,7 +27,7 @@ class Settings:
 
 def setup_environment() -> Settings:
     """Called explicitly by the CLI and flows: telemetry off, state under TAGLOOP_HOME."""
-    for key, val in {"DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true",
+    for key, val in {"DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true", "GX_ANALYTICS_ENABLED": "False",
                      "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                      "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90"}.items():
         os.environ.setdefault(key, val)

@@ -38,3 +38,56 @@ def base_model_dir() -> str:
 @pytest.fixture()
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+# --- ingest: a bucket on a local directory or on gcp-storage-emulator -------------------------
+
+@pytest.fixture(scope="session")
+def gcs_emulator():
+    """gcp-storage-emulator (in memory) on 127.0.0.1:<free port>; yields its URL, stopped after."""
+    import socket
+
+    from gcp_storage_emulator.server import create_server
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = create_server("127.0.0.1", port, in_memory=True)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    old = os.environ.get("STORAGE_EMULATOR_HOST")
+    os.environ["STORAGE_EMULATOR_HOST"] = url
+    yield url
+    server.stop()
+    if old is None:
+        os.environ.pop("STORAGE_EMULATOR_HOST", None)
+    else:
+        os.environ["STORAGE_EMULATOR_HOST"] = old
+
+
+@pytest.fixture(params=["local", "gcs"])
+def bucket(request, tmp_path):
+    """A fresh, empty Storage: a temp directory, or a new bucket on the emulator (fast retries)."""
+    from ingest.storage import RetryPolicy, open_storage
+
+    retry = RetryPolicy(attempts=4, base_delay_s=0.01, max_delay_s=0.05)
+    if request.param == "local":
+        root = tmp_path / "bucket"
+        root.mkdir()
+        return open_storage(f"file://{root}", retry)
+    request.getfixturevalue("gcs_emulator")
+    import uuid
+
+    from google.cloud import storage as gcs
+
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    gcs.Client(project="tagloop-test").create_bucket(name)
+    return open_storage(f"gs://{name}", retry)
+
+
+@pytest.fixture(scope="session")
+def synth_crops():
+    """8 rendered crops (RGB arrays + labels) for ingest tests."""
+    from synth.dataset import iter_crops
+
+    return list(iter_crops(8, seed=3))
