@@ -65,7 +65,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     settings = setup_environment()
     cfg = PretrainConfig(samples=args.samples, seed=args.seed, workers=args.workers, init=args.init,
                          train=TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                                           warmup=args.warmup, seed=args.train_seed, device=args.device))
+                                           warmup=args.warmup, seed=args.train_seed, device=args.device,
+                                           stop_at=args.stop_at))
     res = pretrain(cfg, args.out, settings.path("cache", "pools"))
     print(json.dumps({"out": args.out, "steps": res["step"], "wall_s": round(res["wall_s"], 1),
                       "img_per_s": round(res["img_per_s"], 1),
@@ -158,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--train-seed", type=int, default=0, help="seed for init, shuffling and augmentation")
     pt.add_argument("--workers", type=int, default=2, help="rendering processes")
     pt.add_argument("--warmup", type=int, default=300, help="linear warm-up steps")
+    pt.add_argument("--stop-at", type=int, default=None, help="stop at this step, keeping the --steps schedule")
     pt.add_argument("--init", default=None, help="warm start from this model directory (second phase)")
     pt.add_argument("--device", default="auto", help="auto, cpu or cuda")
     pt.set_defaults(func=cmd_pretrain)

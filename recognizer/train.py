@@ -21,7 +21,8 @@ from recognizer.tokenizer import CTCTokenizer
 
 @dataclass
 class TrainConfig:
-    steps: int = 20000
+    steps: int = 20000             # length of the LR schedule
+    stop_at: int | None = None     # stop early at this step (keeps the schedule of ``steps``)
     batch_size: int = 64
     lr: float = 1.5e-3
     min_lr_frac: float = 0.03
@@ -102,7 +103,8 @@ def fit(model: CRNN, tok: CTCTokenizer, train_pool: Pool, cfg: TrainConfig, out_
     sampler = WidthBucketSampler(train_pool.widths, cfg.batch_size, seed=cfg.seed + step)
     loader = DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.workers,
                         persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda")
-    while step < cfg.steps:
+    last = min(cfg.steps, cfg.stop_at or cfg.steps)
+    while step < last:
         for batch in loader:  # each pass reshuffles (the sampler's generator advances)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg)
@@ -117,18 +119,18 @@ def fit(model: CRNN, tok: CTCTokenizer, train_pool: Pool, cfg: TrainConfig, out_
             if step % 100 == 0:
                 rate = seen / (time.time() - t0)
                 log(f"step {step} ctc {ema:.3f} orient {parts['orient']:.3f} lr {lr_at(step, cfg):.2e} {rate:.0f} img/s")
-            if evaluate is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
+            if evaluate is not None and (step % cfg.eval_every == 0 or step == last):
                 model.eval()
                 res = evaluate(model)
                 model.train()
                 history.append({"step": step, "ctc": ema, **res})
                 log(f"eval step {step}: {res}")
-            if step % cfg.ckpt_every == 0 or step == cfg.steps:
+            if step % cfg.ckpt_every == 0 or step == last:
                 info = {**(meta or {}), "train": asdict(cfg), "step": step, "history": history,
                         "images_seen": seen, "wall_s": time.time() - t0}
                 save_model(model, tok, out_dir, info)
                 save_train_state(out_dir, step, opt, {"history": history})
-            if step >= cfg.steps:
+            if step >= last:
                 break
     model.eval()
     return {"step": step, "history": history, "img_per_s": seen / max(1e-9, time.time() - t0)}
