@@ -115,12 +115,19 @@ def _score_table(title: str, scores: dict[str, dict[str, Any]], key: str) -> str
     return (f"<h2>{esc(title)} (n={first['n']})</h2><table><tr><th class='l'>slice</th>{head}</tr>{rows}</table>")
 
 
+def pair_slug(name: str) -> str:
+    """``0>O`` -> ``0_to_O``, ``-> `` -> ``dash_to_space`` (attribute-safe names for confusion cells)."""
+    words = {"-": "dash", " ": "space"}
+    return "_to_".join(words.get(c, c) for c in name.split(">")) if ">" in name else name
+
+
 def _confusion_table(overall: dict[str, dict[str, Any]]) -> str:
     roles = list(overall)
     names = PAIR_NAMES + ["other_substitutions"]
     head = "".join(f"<th>{esc(r)}</th>" for r in roles)
     rows = "".join(f"<tr><td class='l'>{esc(n.replace(' ', '␣'))}</td>"
-                   + "".join(cell(overall[r]["confusions"][n], f"confusion/{r}/{n}") for r in roles) + "</tr>"
+                   + "".join(cell(overall[r]["confusions"][n], f"confusion/{r}/{pair_slug(n)}") for r in roles)
+                   + "</tr>"
                    for n in names)
     return ("<h2>Character confusions (label&gt;read, all sets)</h2>"
             f"<table><tr><th class='l'>pair</th>{head}</tr>{rows}</table>")

@@ -173,3 +173,20 @@ def test_report_prefix_refuses_path_tricks(tmp_path):
     uris = publish_files(open_storage(str(tmp_path)), "2026-11-22T03-00", {"a.json": b"{}"})
     assert (tmp_path / "reports" / "2026-11-22T03-00" / "a.json").read_bytes() == b"{}"
     assert uris["a.json"].endswith("reports/2026-11-22T03-00/a.json")
+
+
+def test_drift_skips_features_missing_on_one_side_and_flags_a_brightness_shift():
+    from monitoring.drift import run_drift
+
+    rng = np.random.default_rng(0)
+    labels = ["DD1391-100", "EE8484", "M9160C", "VN0A2XSZW00"] * 15
+    light = [np.clip(rng.normal(200, 20, (30, 90, 3)), 0, 255).astype(np.uint8) for _ in labels]
+    dark = [(img * 0.3).astype(np.uint8) for img in light]
+    ref = table_from_crops(light, labels)                       # no predictions: a synthetic reference
+    cur = table_from_crops(dark, labels, labels, [0.9] * len(labels))
+    result, _ = run_drift(ref, cur)
+    assert result.skipped_features == ["confidence", "corrected"]
+    # pixel values scaled by 0.3: brightness, contrast and the Laplacian variance change; nothing else
+    assert result.drifted_features == ["brightness", "contrast", "blur"]
+    assert result.dataset_drift is False and result.drift_share == pytest.approx(3 / 10)
+    assert result.reference_correction_rate is None and result.correction_rate == 0.0
