@@ -14,11 +14,12 @@ import cv2
 import numpy as np
 
 from monitoring.accuracy import EvalSet
-from monitoring.confusions import PAIR_NAMES
+from monitoring.confusions import PAIR_NAMES, align
+from recognizer.metrics import normalize
 
 CSS = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f4f4f4}td.l,th.l{text-align:left}
-.bad{color:#b00020;font-weight:bold}.ok{color:#0a7d32;font-weight:bold}img{image-rendering:pixelated}
+mark{background:#ffd54f}.bad{color:#b00020;font-weight:bold}.ok{color:#0a7d32;font-weight:bold}img{image-rendering:pixelated}
 iframe{width:100%;height:900px;border:1px solid #ccc}"""
 
 
@@ -133,16 +134,30 @@ def _confusion_table(overall: dict[str, dict[str, Any]]) -> str:
             f"<table><tr><th class='l'>pair</th>{head}</tr>{rows}</table>")
 
 
+def diff_markup(label: str, pred: str) -> str:
+    """``pred`` as HTML with the characters that differ from ``label`` in ``<mark>`` (a missing one as ``·``)."""
+    out = []
+    for a, b in align(normalize(label), normalize(pred)):
+        if b is None:
+            out.append("<mark title='missing'>·</mark>")
+        elif a != b:
+            out.append(f"<mark>{esc(b).replace(' ', '&nbsp;')}</mark>")
+        else:
+            out.append(esc(b))
+    return "".join(out)
+
+
 def _worst_table(worst: list[dict[str, Any]], sets: dict[str, EvalSet], roles: list[str]) -> str:
     rows = ""
     for w in worst:
         es = sets[w["set"]]
         img = (f"<img alt='crop' src='{thumbnail(es.images[w['index']])}'>" if es.images is not None else "")
-        preds = "".join(f"<td class='l'><code>{esc(w['predictions'].get(r, ''))}</code></td>" for r in roles)
+        preds = "".join(f"<td class='l'><code>{diff_markup(w['label'], w['predictions'][r])}</code></td>"
+                        if r in w["predictions"] else "<td></td>" for r in roles)
         rows += (f"<tr class='worst'><td class='l'>{img}</td><td class='l'><code>{esc(w['label'])}</code></td>{preds}"
                  f"<td class='l'>{esc(w['set'])}</td></tr>")
     head = "".join(f"<th class='l'>{esc(r)}</th>" for r in roles)
-    return (f"<h2>Worst examples</h2><table><tr><th class='l'>crop</th><th class='l'>label</th>{head}"
+    return (f"<h2 id='worst'>Worst examples</h2><table><tr><th class='l'>crop</th><th class='l'>label</th>{head}"
             f"<th class='l'>set</th></tr>{rows}</table>")
 
 

@@ -190,3 +190,12 @@ def test_drift_skips_features_missing_on_one_side_and_flags_a_brightness_shift()
     assert result.drifted_features == ["brightness", "contrast", "blur"]
     assert result.dataset_drift is False and result.drift_share == pytest.approx(3 / 10)
     assert result.reference_correction_rate is None and result.correction_rate == 0.0
+
+
+def test_diff_markup_marks_only_the_misread_characters():
+    from monitoring.html import diff_markup
+
+    assert diff_markup("DD1391-100", "DD1391-1O0") == "DD1391-1<mark>O</mark>0"
+    assert diff_markup("AV3133-001", "AV3133 001") == "AV3133<mark>&nbsp;</mark>001"
+    assert diff_markup("M9160C", "M960C") == "M9<mark title='missing'>·</mark>60C"
+    assert diff_markup("A<1", "A<1") == "A&lt;1"
