@@ -71,7 +71,7 @@ def score_overall(sets: list[EvalSet], role: str) -> dict[str, Any]:
 
 def worst_examples(sets: list[EvalSet], roles: list[str], k: int = 12) -> list[dict[str, Any]]:
     """The ``k`` crops some model got wrong, worst first (largest edit distance, then most confident)."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for es in sets:
         for i, label in enumerate(es.labels):
             preds = {r: es.predictions[r][i] for r in roles if r in es.predictions}

@@ -86,6 +86,8 @@ def run_drift(reference: pd.DataFrame, current: pd.DataFrame, cfg: DriftConfig |
               timestamp: datetime | None = None, tags: list[str] | None = None) -> tuple[DriftResult, Snapshot]:
     """Feature tables (``monitoring.table``) -> (drift result, Evidently snapshot)."""
     cfg = cfg or DriftConfig()
+    if reference.empty or current.empty:
+        raise ValueError(f"drift needs rows on both sides (reference {len(reference)}, current {len(current)})")
     num, cat, skipped = usable_features(reference, current)
     if not num + cat:
         raise ValueError("no feature has values in both the reference and the current table")

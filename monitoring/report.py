@@ -40,14 +40,17 @@ def build_reports(run_id: str, reference: pd.DataFrame | None = None, current: p
                   embed_evidently: bool = True) -> MonitorReports:
     """Feature tables (``monitoring.table``) and/or evaluation sets -> reports for run ``run_id``.
 
-    Drift needs both tables; accuracy needs ``sets``; either part may be left out.
+    Drift needs both tables (an empty one skips it: ``summary["drift_skipped"]`` says why);
+    accuracy needs ``sets``; either part may be left out.
     ``meta`` (dataset version, model versions, ...) is printed on both pages and kept in the summary.
     """
     report_prefix(run_id)   # validate early
     ts = timestamp or datetime.now(timezone.utc)
     meta = {"run_id": run_id, "created_at": ts.isoformat(), **(meta or {})}
     out = MonitorReports(run_id, {**meta, "alerts": [], "should_retrain": False})
-    if reference is not None and current is not None:
+    if reference is not None and current is not None and (reference.empty or current.empty):
+        out.summary["drift_skipped"] = f"no rows to compare (reference {len(reference)}, current {len(current)})"
+    elif reference is not None and current is not None:
         drift, snap = run_drift(reference, current, drift_cfg, timestamp=ts, tags=["drift", run_id])
         alerts = alert_summary(drift, alert_cfg)
         drift_dict = drift.to_dict()

@@ -199,3 +199,14 @@ def test_diff_markup_marks_only_the_misread_characters():
     assert diff_markup("AV3133-001", "AV3133 001") == "AV3133<mark>&nbsp;</mark>001"
     assert diff_markup("M9160C", "M960C") == "M9<mark title='missing'>·</mark>60C"
     assert diff_markup("A<1", "A<1") == "A&lt;1"
+
+
+def test_empty_batch_skips_drift_but_keeps_accuracy():
+    from monitoring.report import build_reports
+
+    ref = table_from_crops([np.full((20, 60, 3), 100, np.uint8)] * 3, ["AB1234"] * 3)
+    out = build_reports("empty-night", ref, ref.iloc[:0], [_set()])
+    assert "drift_skipped" in out.summary and "drift.json" not in out.files
+    assert out.summary["should_retrain"] is False
+    assert out.summary["accuracy"]["champion"]["exact_match"] == 0.5
+    assert set(out.files) == {"accuracy.html", "accuracy.json", "summary.json"}
