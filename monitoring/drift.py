@@ -74,10 +74,12 @@ def usable_features(reference: pd.DataFrame, current: pd.DataFrame) -> tuple[lis
     return num, cat, skipped
 
 
-def _dataset(table: pd.DataFrame, num: list[str], cat: list[str]) -> Dataset:
+def _dataset(table: pd.DataFrame, num: list[str], cat: list[str], with_rate: bool) -> Dataset:
+    """Evidently dataset of the compared features (+ the 0/1 ``corrected_share`` column when asked)."""
     df = table[num + cat].copy()
-    df[CORRECTED_NUM] = table["corrected"].map({"yes": 1.0, "no": 0.0}).astype("float64")
-    extra = [CORRECTED_NUM] if df[CORRECTED_NUM].notna().any() else []
+    extra = [CORRECTED_NUM] if with_rate else []
+    if with_rate:
+        df[CORRECTED_NUM] = table["corrected"].map({"yes": 1.0, "no": 0.0}).astype("float64")
     return Dataset.from_pandas(df, data_definition=DataDefinition(numerical_columns=num + extra,
                                                                   categorical_columns=cat))
 
@@ -93,10 +95,12 @@ def run_drift(reference: pd.DataFrame, current: pd.DataFrame, cfg: DriftConfig |
         raise ValueError("no feature has values in both the reference and the current table")
     metrics: list = [DataDriftPreset(columns=num + cat, drift_share=cfg.drift_share, num_method=cfg.num_method,
                                      cat_method=cfg.cat_method, threshold=cfg.threshold)]
-    if current["corrected"].notna().any():
+    with_rate = bool(current["corrected"].notna().any())
+    if with_rate:
         metrics.append(MeanValue(column=CORRECTED_NUM))
     report = Report(metrics, include_tests=True, tags=tags or [])
-    snap = report.run(_dataset(current, num, cat), _dataset(reference, num, cat), timestamp=timestamp)
+    snap = report.run(_dataset(current, num, cat, with_rate), _dataset(reference, num, cat, with_rate),
+                      timestamp=timestamp)
     features = feature_drift(snap.dict())
     drifted = [c for c in num + cat if features[c].drifted]
     share = len(drifted) / len(features)

@@ -41,17 +41,17 @@ def render(n: int, seed: int, every: int, **cfg):
 
 @pytest.fixture(scope="module")
 def reference():
-    return render(200, 101, every=20)[1]
+    return render(160, 101, every=20)[1]
 
 
 @pytest.fixture(scope="module")
 def unshifted():
-    return render(160, 202, every=20)[1]
+    return render(120, 202, every=20)[1]
 
 
 @pytest.fixture(scope="module")
 def shifted():
-    return render(160, 303, every=4, **SHIFT)
+    return render(120, 303, every=4, **SHIFT)
 
 
 @pytest.fixture(scope="module")

@@ -143,11 +143,14 @@ def test_alert_thresholds_are_configurable():
 
 
 def test_table_from_manifest_reuses_stored_features():
-    manifest = pd.DataFrame({
-        "sample_id": ["a", "b", "c"], "label": ["DD1391-100", "EE8484", "M9160C"],
-        "predicted_label": ["DD1391-100", "EE8A84", None], "sidecar_confidence": [0.9, 0.4, None],
-        "champion_confidence": [None, None, 0.7], "width": [100.0, 80, 60], "height": [30.0, 30, 20],
-        "aspect": [3.3, 2.7, 3.0], "brightness": [200.0, 50, 120], "contrast": [40.0, 30, 20], "blur": [5.0, 9, 1]})
+    from ingest.dataset import empty_manifest, merge
+
+    cols = {"sample_id": ["a", "b", "c"], "label": ["DD1391-100", "EE8484", "M9160C"],
+            "predicted_label": ["DD1391-100", "EE8A84", None], "sidecar_confidence": [0.9, 0.4, None],
+            "champion_confidence": [None, None, 0.7], "width": [100.0, 80, 60], "height": [30.0, 30, 20],
+            "aspect": [3.3, 2.7, 3.0], "brightness": [200.0, 50, 120], "contrast": [40.0, 30, 20], "blur": [5.0, 9, 1]}
+    rows = [{k: v[i] for k, v in cols.items()} for i in range(3)]
+    manifest = merge(empty_manifest(), rows)      # the real manifest schema and dtypes, as ingest writes it
     t = table_from_manifest(manifest)
     assert list(t.columns[-len(FEATURES):]) == FEATURES
     assert t["brightness"].tolist() == [200.0, 50, 120]
