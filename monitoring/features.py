@@ -78,3 +78,21 @@ def crop_features(data: bytes, label: str | None, confidence: float | None = Non
     h, w = rgb.shape[:2]
     row.update(decodable=True, width=w, height=h, aspect=w / h, **image_stats(rgb))
     return row, rgb
+
+
+def char_classes(label: str | None) -> str:
+    """Which character classes a label uses, as a fixed-order signature.
+
+    ``A`` letters, ``9`` digits, ``-`` dash, ``_`` space, ``.`` other punctuation;
+    ``DD1391-100`` -> ``A9-``, ``SN 149337 COLOR:WSL`` -> ``A9_.``; empty -> ``""``.
+    """
+    text = label or ""
+    present = [any(c.isalpha() for c in text), any(c.isdigit() for c in text), "-" in text, " " in text,
+               any(not c.isalnum() and c not in "- " for c in text)]
+    return "".join(sig for sig, on in zip("A9-_.", present) if on)
+
+
+def digit_share(label: str | None) -> float:
+    """Share of digits among the label's characters (0 for an empty label)."""
+    text = label or ""
+    return sum(c.isdigit() for c in text) / len(text) if text else 0.0

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs everything tagloop needs on a fresh Debian machine: system fonts and
-# Tesseract (for the benchmark peer) through apt, then a virtualenv with the package.
+# Installs everything tagloop needs on a fresh Debian machine: system fonts,
+# Tesseract (for the benchmark peer) and Chromium (for the report browser test, only
+# when no Chromium/Chrome is on PATH) through apt, then a virtualenv with the package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -8,6 +9,11 @@ VENV=${VENV:-.venv}
 APT_PKGS="fonts-urw-base35 fonts-liberation2 fonts-ocr-b fonts-croscore fonts-dejavu-core tesseract-ocr"
 missing=""
 for p in $APT_PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+# headless Chromium for the report browser test (tests/test_monitoring_reports.py); any browser on PATH will do
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
+   && ! command -v google-chrome >/dev/null 2>&1; then
+  missing="$missing chromium"
+fi
 if [ -n "$missing" ]; then
   if command -v apt-get >/dev/null 2>&1; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -25,4 +31,4 @@ fi
 EXTRAS=${EXTRAS:-dev}
 "$VENV/bin/pip" install -q -e ".[$EXTRAS]"
 "$VENV/bin/pip" install -q --no-deps trdg==1.8.0
-"$VENV/bin/python" -c "import trdg, torch, cv2, onnxruntime; print('setup ok: torch', torch.__version__)"
+"$VENV/bin/python" -c "import trdg, torch, cv2, onnxruntime, evidently; print('setup ok: torch', torch.__version__, 'evidently', evidently.__version__)"
