@@ -18,7 +18,8 @@ def test_set(n: int = 1000, root: str | None = None) -> tuple[str, list[dict[str
     root = root or os.path.join(os.environ.get("TAGLOOP_HOME", ".tagloop"), "bench", f"testset-{n}")
     labels = os.path.join(root, "labels.csv")
     if not os.path.exists(labels):
-        write_dataset(root, n, TEST_SEED, RenderConfig(fonts="heldout", p_rot90=0.07, p_rot180=0.03), workers=2)
+        write_dataset(root, n, TEST_SEED, RenderConfig(fonts="heldout", p_rot90=0.07, p_rot180=0.03), workers=2,
+                      ext="png")
     return os.path.join(root, "images"), read_rows(labels)
 
 

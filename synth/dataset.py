@@ -1,4 +1,5 @@
-"""Write rendered crops to ``images/`` + ``labels.csv`` (with slice columns), in parallel."""
+"""Write rendered crops to ``images/`` (JPEG q95 by default, like phone crops) + ``labels.csv``
+(with slice columns), in parallel."""
 from __future__ import annotations
 
 import csv
@@ -50,7 +51,7 @@ def _write_chunk(args: tuple) -> list[dict]:
 
 
 def write_dataset(out_dir: str, n: int, seed: int, cfg: RenderConfig | None = None,
-                  workers: int = 2, chunk: int = 250, ext: str = "png") -> str:
+                  workers: int = 2, chunk: int = 250, ext: str = "jpg") -> str:
     """Render ``n`` crops to ``out_dir/images`` and ``out_dir/labels.csv``; returns the CSV path.
 
     Output depends only on (n, seed, cfg, chunk), not on ``workers``.
