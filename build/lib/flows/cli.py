@@ -1,0 +1,179 @@
+"""The ``tagloop`` command line: thin wrappers over the same functions the flows call."""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+
+from flows.settings import resolve_model, setup_environment
+
+
+def _err(msg: str) -> None:
+    print(f"tagloop: {msg}", file=sys.stderr)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from recognizer.predict import Predictor, expand_inputs
+
+    files, notes = expand_inputs(args.images)
+    for n in notes:
+        _err(n)
+    predictor = Predictor(resolve_model(args.model), backend=args.backend)
+    preds = predictor.predict_files(files)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["filename", "prediction", "confidence"])
+        for path, p in zip(files, preds):
+            if p.error:
+                _err(f"{path}: {p.error}")
+            w.writerow([os.path.basename(path), p.text, f"{p.confidence:.4f}"])
+    n_bad = sum(1 for p in preds if p.error)
+    print(f"wrote {len(files)} predictions to {args.out} ({n_bad} unreadable)")
+    return 0 if files or not args.images else 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from recognizer.evaluate_files import evaluate_labelled, format_summary
+
+    summary = evaluate_labelled(args.images, args.labels, resolve_model(args.model), backend=args.backend)
+    print(format_summary(summary))
+    if args.json:
+        print(json.dumps(summary))
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from synth.dataset import write_dataset
+    from synth.render import RenderConfig
+
+    cfg = RenderConfig(fonts=args.fonts, p_rot90=args.p_rot90, p_rot180=args.p_rot180)
+    t = time.time()
+    path = write_dataset(args.out, args.n, args.seed, cfg, workers=args.workers)
+    dt = time.time() - t
+    print(f"rendered {args.n} crops in {dt:.1f}s ({args.n / dt:.0f} crops/s) -> {path}")
+    return 0
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from recognizer.pretrain import PretrainConfig, pretrain
+    from recognizer.train import TrainConfig
+
+    settings = setup_environment()
+    cfg = PretrainConfig(samples=args.samples, seed=args.seed, workers=args.workers, init=args.init,
+                         train=TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                                           warmup=args.warmup, seed=args.train_seed, device=args.device,
+                                           stop_at=args.stop_at))
+    res = pretrain(cfg, args.out, settings.path("cache", "pools"))
+    print(json.dumps({"out": args.out, "steps": res["step"], "wall_s": round(res["wall_s"], 1),
+                      "img_per_s": round(res["img_per_s"], 1),
+                      "last_eval": res["history"][-1] if res["history"] else None}))
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from ingest.pipeline import IngestConfig, ValidationFailed, run_ingest
+    from ingest.review import champion_reader
+    from ingest.storage import StorageError, open_storage
+
+    settings = setup_environment()
+    cfg = IngestConfig(max_failed_share=args.max_failed_share, heldout_share=args.heldout_share,
+                       min_age_s=args.min_age_s, docs_dir=settings.path("reports", "validation"))
+    try:
+        storage = open_storage(args.bucket or settings.bucket or "")
+        reader = None if args.model == "none" else champion_reader(resolve_model(args.model))
+        summary = run_ingest(storage, cfg, reader)
+    except (StorageError, ValidationFailed) as e:
+        _err(str(e))
+        return 3
+    print(f"ingest {summary.run_id}: {summary.n_new} new -> {summary.n_accepted} accepted, "
+          f"{summary.n_quarantined} quarantined {summary.quarantine_reasons}, {summary.n_review} held for review; "
+          f"dataset {summary.dataset_version}")
+    if args.json:
+        print(summary.to_json())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from flows.demo import run_demo
+
+    return run_demo(setup_environment(), n=args.n)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tagloop", description="Continual-learning loop for a product-code OCR.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="one full cycle on embedded defaults")
+    d.add_argument("--n", type=int, default=12, help="number of sample crops to render and read")
+    d.set_defaults(func=cmd_demo)
+
+    ig = sub.add_parser("ingest", help="pull + validate new corrections -> dataset version")
+    ig.add_argument("--bucket", default=None, help="gs://BUCKET, file:///path or a directory (default: TAGLOOP_BUCKET)")
+    ig.add_argument("--json", action="store_true", help="print one JSON summary object on the last line")
+    ig.add_argument("--model", default="champion",
+                    help="model that screens labels for review: champion (default), a model directory, or none")
+    ig.add_argument("--max-failed-share", type=float, default=0.5,
+                    help="fail the run (commit nothing) when more than this share of new crops fails validation")
+    ig.add_argument("--heldout-share", type=float, default=0.2, help="share of new product codes held out")
+    ig.add_argument("--min-age-s", type=float, default=600.0,
+                    help="seconds an image without sidecar (or the reverse) waits before it is quarantined")
+    ig.set_defaults(func=cmd_ingest)
+
+    pr = sub.add_parser("predict", help="read crops and write filename,prediction,confidence")
+    pr.add_argument("images", nargs="+", help="image files or directories of images")
+    pr.add_argument("--out", required=True, help="output CSV path")
+    pr.add_argument("--model", default="champion", help="champion (default) or a local model directory")
+    pr.add_argument("--backend", default="auto", choices=["auto", "onnx", "torch"],
+                    help="inference engine (auto: ONNX Runtime when available)")
+    pr.set_defaults(func=cmd_predict)
+
+    ev = sub.add_parser("evaluate", help="exact match overall and per slice on labelled crops")
+    ev.add_argument("--images", required=True, help="directory holding the crops")
+    ev.add_argument("--labels", required=True, help="CSV with filename,label and optional slice columns")
+    ev.add_argument("--model", default="champion", help="champion (default) or a local model directory")
+    ev.add_argument("--backend", default="auto", choices=["auto", "onnx", "torch"], help="inference engine")
+    ev.add_argument("--json", action="store_true", help="print one JSON object on the last line")
+    ev.set_defaults(func=cmd_evaluate)
+
+    sy = sub.add_parser("synth", help="render synthetic crops to DIR/images + DIR/labels.csv")
+    sy.add_argument("--out", required=True, help="output directory")
+    sy.add_argument("--n", type=int, default=1000, help="number of crops")
+    sy.add_argument("--seed", type=int, default=0, help="random seed (same seed, same crops)")
+    sy.add_argument("--workers", type=int, default=2, help="rendering processes")
+    sy.add_argument("--fonts", default="train", choices=["train", "heldout", "all"], help="font pool")
+    sy.add_argument("--p-rot90", type=float, default=0.07, help="share of crops turned 90/270 degrees")
+    sy.add_argument("--p-rot180", type=float, default=0.03, help="share of crops turned upside down")
+    sy.set_defaults(func=cmd_synth)
+
+    pt = sub.add_parser("pretrain", help="train a base model from synthetic data only")
+    pt.add_argument("--out", required=True, help="output model directory (resumes if it holds a run)")
+    pt.add_argument("--samples", type=int, default=100_000, help="synthetic training crops")
+    pt.add_argument("--steps", type=int, default=12_000, help="optimizer steps")
+    pt.add_argument("--batch-size", type=int, default=64, help="crops per step")
+    pt.add_argument("--lr", type=float, default=1.5e-3, help="peak learning rate")
+    pt.add_argument("--seed", type=int, default=1, help="data seed (shard k rendered with seed+k)")
+    pt.add_argument("--train-seed", type=int, default=0, help="seed for init, shuffling and augmentation")
+    pt.add_argument("--workers", type=int, default=2, help="rendering processes")
+    pt.add_argument("--warmup", type=int, default=300, help="linear warm-up steps")
+    pt.add_argument("--stop-at", type=int, default=None, help="stop at this step, keeping the --steps schedule")
+    pt.add_argument("--init", default=None, help="warm start from this model directory (second phase)")
+    pt.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    pt.set_defaults(func=cmd_pretrain)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError) as e:
+        _err(str(e))
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""The one documented place for configuration: environment variables (see README)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from importlib import resources
+
+
+def base_model_dir() -> str:
+    """The base model shipped inside the ``recognizer`` package."""
+    return str(resources.files("recognizer") / "base_model")
+
+
+@dataclass
+class Settings:
+    home: str            # TAGLOOP_HOME: all local state (caches, MLflow, Prefect home)
+    bucket: str | None   # TAGLOOP_BUCKET: gs://... or a local directory
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        return cls(home=os.path.abspath(os.environ.get("TAGLOOP_HOME", ".tagloop")),
+                   bucket=os.environ.get("TAGLOOP_BUCKET") or None)
+
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.home, *parts)
+
+
+def setup_environment() -> Settings:
+    """Called explicitly by the CLI and flows: telemetry off, state under TAGLOOP_HOME."""
+    for key, val in {"DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true", "GX_ANALYTICS_ENABLED": "False",
+                     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90"}.items():
+        os.environ.setdefault(key, val)
+    settings = Settings.from_env()
+    os.makedirs(settings.home, exist_ok=True)
+    return settings
+
+
+def resolve_model(ref: str | None) -> str:
+    """REF -> local artifact directory. ``champion`` with no registry is the shipped base model."""
+    if ref in (None, "", "champion"):
+        return base_model_dir()
+    if ref.startswith("models:/"):
+        raise ValueError(f"{ref}: no MLflow registry is configured in this version of tagloop; "
+                         "pass 'champion' or a local model directory")
+    if not os.path.isdir(ref):
+        raise FileNotFoundError(f"{ref}: model directory not found")
+    return ref

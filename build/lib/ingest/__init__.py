@@ -1,0 +1,1 @@
+"""Bucket -> validated, versioned dataset: storage, corrections contract, ingest, validation."""

@@ -1,0 +1,147 @@
+"""The corrections contract (DESIGN.md) plus the original service's legacy layout.
+
+Current layout, written by the serving app::
+
+    corrections/YYYY-MM-DD/<crop_id>.<png|jpg>   crop bytes
+    corrections/YYYY-MM-DD/<crop_id>.json        sidecar (written last)
+
+Legacy layout (assumption): the original service's objects, named
+``{uuid}_{label}_{timestamp}`` (optionally ``.png``), grayscale PNG bytes and no
+sidecar, are copied as-is under ``legacy/`` in the same bucket. The label is
+everything between the first and the last ``_`` (it may contain ``/``);
+the timestamp is epoch seconds/milliseconds or ``YYYYMMDD[T]HHMMSS[Z]``.
+"""
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from ingest.storage import ObjectInfo, Storage, is_unsafe_name
+
+CORRECTIONS = "corrections/"
+LEGACY = "legacy/"
+IMAGE_EXTS = ("png", "jpg", "jpeg")
+_CURRENT = re.compile(r"^corrections/(\d{4}-\d{2}-\d{2})/([^/]+)\.(png|jpg|jpeg|json)$", re.IGNORECASE)
+_LEGACY = re.compile(r"^legacy/([0-9A-Fa-f-]{8,36})_(.*)_([0-9TZ:\-]{8,20})(?:\.png)?$", re.DOTALL)
+
+
+@dataclass
+class Item:
+    """One correction as found in the bucket; ``problem`` is set when its objects are unusable."""
+
+    key: str                         # stable id: corrections/DATE/crop_id or the legacy object name
+    source: str                      # "correction" or "legacy"
+    image_name: str | None = None
+    sidecar_name: str | None = None
+    updated: datetime | None = None  # newest object time
+    problem: str = ""                # structural reason: missing_sidecar, bad_sidecar_json, ...
+    sidecar: dict[str, Any] = field(default_factory=dict)
+    label: str | None = None
+    confidence: float | None = None
+    created_at: str | None = None
+
+    @property
+    def objects(self) -> list[str]:
+        return [n for n in (self.image_name, self.sidecar_name) if n]
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def write_correction(storage: Storage, image: bytes, ext: str, predicted_label: str, confidence: float,
+                     corrected_label: str, model_version: str, source: str = "web",
+                     crop_id: str | None = None, created_at: str | None = None) -> str:
+    """What the serving app calls: crop bytes first, then the sidecar. Returns the crop id."""
+    ext = ext.lower().lstrip(".")
+    if ext not in IMAGE_EXTS:
+        raise ValueError(f"crop extension must be one of {IMAGE_EXTS}, got {ext!r}")
+    crop_id = crop_id or uuid.uuid4().hex
+    created_at = created_at or now_iso()
+    day = created_at[:10]
+    sidecar = {"crop_id": crop_id, "image": f"{crop_id}.{ext}", "predicted_label": predicted_label,
+               "confidence": confidence, "corrected_label": corrected_label,
+               "model_version": str(model_version), "created_at": created_at, "source": source}
+    base = f"{CORRECTIONS}{day}/{crop_id}"
+    storage.write(f"{base}.{ext}", image, "image/png" if ext == "png" else "image/jpeg")
+    storage.write(f"{base}.json", json.dumps(sidecar).encode(), "application/json")
+    return crop_id
+
+
+def parse_legacy_timestamp(ts: str) -> str | None:
+    """Legacy name timestamp -> ISO-8601 UTC, or None when it cannot be parsed."""
+    try:
+        if ts.isdigit() and len(ts) in (10, 13):
+            secs = int(ts) / (1000 if len(ts) == 13 else 1)
+            return datetime.fromtimestamp(secs, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        digits = re.sub(r"[^0-9]", "", ts)
+        if len(digits) == 14:
+            return datetime.strptime(digits, "%Y%m%d%H%M%S").strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (ValueError, OverflowError, OSError):
+        return None
+    return None
+
+
+def group_objects(objects: list[ObjectInfo]) -> list[Item]:
+    """Listing of ``corrections/`` and ``legacy/`` -> items (image + sidecar paired by crop id)."""
+    items: dict[str, Item] = {}
+    for o in objects:
+        if is_unsafe_name(o.name):
+            items[o.name] = Item(o.name, "correction", image_name=o.name, updated=o.updated, problem="unsafe_name")
+            continue
+        if o.name.startswith(LEGACY):
+            _add_legacy(items, o)
+            continue
+        m = _CURRENT.match(o.name)
+        if not m:
+            items[o.name] = Item(o.name, "correction", image_name=o.name, updated=o.updated, problem="unexpected_name")
+            continue
+        key = f"{CORRECTIONS}{m.group(1)}/{m.group(2)}"
+        it = items.setdefault(key, Item(key, "correction"))
+        if m.group(3).lower() == "json":
+            it.sidecar_name = o.name
+        elif it.image_name:
+            it.problem = "multiple_images"
+        else:
+            it.image_name = o.name
+        it.updated = max(filter(None, [it.updated, o.updated]))
+    for it in items.values():
+        if not it.problem and it.source == "correction":
+            it.problem = "missing_image" if not it.image_name else "missing_sidecar" if not it.sidecar_name else ""
+    return sorted(items.values(), key=lambda i: i.key)
+
+
+def _add_legacy(items: dict[str, Item], o: ObjectInfo) -> None:
+    m = _LEGACY.match(o.name)
+    it = Item(o.name, "legacy", image_name=o.name, updated=o.updated)
+    if not m:
+        it.problem = "unexpected_name"
+    else:
+        it.label = m.group(2)
+        it.created_at = parse_legacy_timestamp(m.group(3))
+        it.sidecar = {"crop_id": m.group(1), "corrected_label": it.label, "created_at": it.created_at,
+                      "source": "legacy"}
+    items[o.name] = it
+
+
+def apply_sidecar(item: Item, raw: bytes) -> None:
+    """Parse sidecar bytes into ``item``; sets ``problem`` on bad JSON or missing fields."""
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        item.problem = "bad_sidecar_json"
+        return
+    if not isinstance(doc, dict) or not isinstance(doc.get("corrected_label"), str):
+        item.problem = "bad_sidecar_fields"
+        return
+    item.sidecar = doc
+    item.label = doc["corrected_label"]
+    conf = doc.get("confidence")
+    item.confidence = float(conf) if isinstance(conf, (int, float)) and not isinstance(conf, bool) else None
+    if conf is not None and item.confidence is None:
+        item.problem = "bad_sidecar_fields"
+    item.created_at = doc.get("created_at") if isinstance(doc.get("created_at"), str) else None

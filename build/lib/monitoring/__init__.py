@@ -1,0 +1,1 @@
+"""Per-crop features and (issue 5) drift and accuracy reports."""

@@ -1,0 +1,1 @@
+"""The recognizer: tokenizer, CRNN, preprocessing, training, evaluation, prediction. Torch only."""

@@ -1,0 +1,175 @@
+"""Batch prediction with orientation handling and a confidence per crop.
+
+Backends: ``torch`` (the module itself) and ``onnx`` (the same weights exported in
+memory at load time and run by ONNX Runtime: ~2x lower CPU latency at batch 1).
+Orientation: crops taller than wide are turned 90 degrees first; the model's
+upside-down head then decides whether to read the crop turned 180 degrees, and
+when it (or the reading) is unsure both readings are made and the more confident
+one wins.
+"""
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from recognizer.checkpoint import load_model
+from recognizer.decode import greedy_decode
+from recognizer.deskew import ANGLES, straighten
+from recognizer.preprocess import CropError, batch_tensor, load_image, resize_height, to_gray
+
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+
+
+@dataclass
+class Prediction:
+    text: str
+    confidence: float
+    rotation: int = 0          # degrees clockwise the crop was turned before reading
+    error: str = ""
+
+
+def _rot(g: np.ndarray, deg: int) -> np.ndarray:
+    """Rotate a grey crop clockwise by ``deg`` in {0, 90, 180, 270}."""
+    return np.ascontiguousarray(np.rot90(g, -(deg // 90)))
+
+
+class Predictor:
+    """Loads a model artifact and reads crops (RGB/grey arrays or files)."""
+
+    def __init__(self, model_dir: str, backend: str = "auto", batch_size: int = 64,
+                 flip_check: float = 0.2, sure: float = 0.9, deskew_below: float = 0.95) -> None:
+        self.model, self.tok, self.config = load_model(model_dir)
+        self.height = self.model.cfg.img_height
+        self.batch_size = batch_size
+        self.flip_check = flip_check       # P(upside down) above which the 180-degree reading is made
+        self.sure = sure                   # confidence below which it is made as well
+        self.deskew_below = deskew_below   # retry boxy crops read with less confidence (0: off)
+        self.backend = backend
+        self._ort = None
+        if backend in ("auto", "onnx"):
+            self._ort = self._onnx_session(raise_errors=backend == "onnx")
+            self.backend = "onnx" if self._ort is not None else "torch"
+
+    # -- backends -------------------------------------------------------------------
+    def _onnx_session(self, raise_errors: bool):
+        try:
+            import onnxruntime as ort
+
+            buf = io.BytesIO()
+            x = torch.zeros(1, 1, self.height, 64)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(self.model, (x,), buf, input_names=["x"], output_names=["logp", "orient"],
+                                  dynamic_axes={"x": {0: "b", 3: "w"}, "logp": {0: "t", 1: "b"},
+                                                "orient": {0: "b"}},
+                                  dynamo=False)
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = torch.get_num_threads()
+            so.inter_op_num_threads = 1
+            return ort.InferenceSession(buf.getvalue(), so, providers=["CPUExecutionProvider"])
+        except Exception:
+            if raise_errors:
+                raise
+            return None
+
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self._ort is not None:
+            logp, orient = self._ort.run(None, {"x": x})
+            return logp, orient
+        with torch.inference_mode():
+            logp, orient = self.model(torch.from_numpy(x))
+        return logp.numpy(), orient.numpy()
+
+    def _read(self, grays: list[np.ndarray]) -> list[tuple[str, float, float]]:
+        """Height-normalised crops -> [(text, confidence, P(upside down))]."""
+        order = sorted(range(len(grays)), key=lambda i: grays[i].shape[1])
+        res: dict[int, tuple[str, float, float]] = {}
+        for s in range(0, len(order), self.batch_size):
+            idx = order[s:s + self.batch_size]
+            x, widths = batch_tensor([grays[i] for i in idx])
+            logp, orient = self._forward(x)
+            lens = np.minimum((widths + 3) // 4, logp.shape[0])
+            p_flip = 1 / (1 + np.exp(-orient.reshape(-1)))
+            for j, (i, (text, conf)) in enumerate(zip(idx, greedy_decode(logp, lens, self.tok))):
+                res[i] = (text, conf, float(p_flip[j]))
+        return [res[i] for i in range(len(grays))]
+
+    # -- public -----------------------------------------------------------------------
+    def predict_arrays(self, images: list[np.ndarray]) -> list[Prediction]:
+        """RGB or grey crops (any orientation) -> predictions, in order."""
+        grays = [to_gray(im) for im in images]
+        base = [90 if g.shape[0] > 1.25 * g.shape[1] else 0 for g in grays]
+        full = [_rot(g, r) for g, r in zip(grays, base)]
+        views = [resize_height(f, self.height) for f in full]
+        first = self._read(views)
+        redo = [i for i, (_, c, p) in enumerate(first) if p > self.flip_check or c < self.sure]
+        second = self._read([_rot(views[i], 180) for i in redo]) if redo else []
+        preds = [Prediction(t, c, base[i]) for i, (t, c, _) in enumerate(first)]
+        for i, (t2, c2, p2) in zip(redo, second):
+            # P(upside down) from the head on both views, weighed with each reading's confidence
+            q = (first[i][2] + 1.0 - p2) / 2
+            if q >= 0.6 or (q > 0.4 and c2 > preds[i].confidence):
+                preds[i] = Prediction(t2, c2, (base[i] + 180) % 360)
+        if self.deskew_below > 0:
+            self._deskew(full, base, preds)
+        return preds
+
+    def _deskew(self, full: list[np.ndarray], base: list[int], preds: list[Prediction]) -> None:
+        """Retry unsure readings of boxy crops at a few tilt angles; keep the most confident."""
+        jobs, crops = [], []
+        for i, p in enumerate(preds):
+            g = full[i]
+            if p.confidence >= self.deskew_below or g.shape[0] < 0.28 * g.shape[1]:
+                continue
+            g = _rot(g, (p.rotation - base[i]) % 360)
+            for a in ANGLES:
+                s = straighten(g, a)
+                if s is not None:
+                    jobs.append(i)
+                    crops.append(resize_height(s, self.height))
+        if not crops:
+            return
+        for i, (text, conf, _) in zip(jobs, self._read(crops)):
+            if conf > preds[i].confidence + 0.05 and text:
+                preds[i] = Prediction(text, conf, preds[i].rotation)
+
+    def predict_files(self, paths: list[str], chunk: int = 256) -> list[Prediction]:
+        """Unreadable files get an empty prediction, confidence 0 and an error message.
+
+        Files are decoded ``chunk`` at a time, so memory stays flat for any batch size.
+        """
+        preds = [Prediction("", 0.0) for _ in paths]
+        for s in range(0, len(paths), chunk):
+            ok, images = [], []
+            for i in range(s, min(s + chunk, len(paths))):
+                try:
+                    images.append(load_image(paths[i]))
+                    ok.append(i)
+                except CropError as e:
+                    preds[i].error = str(e)
+            if images:
+                for i, pr in zip(ok, self.predict_arrays(images)):
+                    preds[i] = pr
+        return preds
+
+
+def expand_inputs(items: list[str]) -> tuple[list[str], list[str]]:
+    """Files and directories -> (image files sorted, messages about inputs yielding nothing)."""
+    files, notes = [], []
+    for it in items:
+        if os.path.isdir(it):
+            found = sorted(os.path.join(it, f) for f in os.listdir(it)
+                           if os.path.splitext(f)[1].lower() in IMAGE_EXTS and os.path.isfile(os.path.join(it, f)))
+            if not found:
+                notes.append(f"{it}: directory has no image files")
+            files.extend(found)
+        elif os.path.exists(it):
+            files.append(it)
+        else:
+            notes.append(f"{it}: no such file or directory")
+    return files, notes

@@ -1,0 +1,136 @@
+"""Training loop: CTC + orientation loss, cosine LR, bf16 on CUDA, checkpoints, resume."""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from recognizer.checkpoint import load_train_state, save_model, save_train_state
+from recognizer.data import PoolDataset, WidthBucketSampler, collate
+from recognizer.model import CRNN
+from recognizer.synthdata import Pool
+from recognizer.tokenizer import CTCTokenizer
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 20000             # length of the LR schedule
+    stop_at: int | None = None     # stop early at this step (keeps the schedule of ``steps``)
+    batch_size: int = 64
+    lr: float = 1.5e-3
+    min_lr_frac: float = 0.03
+    warmup: int = 300
+    weight_decay: float = 1e-4
+    grad_clip: float = 5.0
+    orient_frac: float = 0.25      # share of each batch also fed upside down (orientation head)
+    orient_weight: float = 0.2
+    seed: int = 0
+    eval_every: int = 1000
+    ckpt_every: int = 500
+    workers: int = 1
+    device: str = "auto"
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    p = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr * (cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def loss_on_batch(model: CRNN, batch: dict[str, torch.Tensor], cfg: TrainConfig,
+                  device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
+    """CTC loss on upright crops + BCE for the upside-down head on a flipped subset."""
+    x = batch["images"].to(device, non_blocking=True)
+    b = x.shape[0]
+    k = int(round(b * cfg.orient_frac))
+    flipped = torch.flip(x[:k], dims=(2, 3))                   # 180 degree rotation
+    inp = torch.cat([x, flipped]) if k else x
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        logp, orient = model(inp)                              # T x (B+k) x K, (B+k)
+    logp = logp.float()[:, :b]
+    t = logp.shape[0]
+    in_lens = torch.clamp((batch["widths"] + 3) // 4, max=t)
+    ctc = F.ctc_loss(logp, batch["targets"].to(device), in_lens, batch["target_lengths"],
+                     blank=0, reduction="mean", zero_infinity=True)
+    target = torch.cat([torch.zeros(b), torch.ones(k)]).to(device)
+    ori = F.binary_cross_entropy_with_logits(orient.float(), target)
+    loss = ctc + cfg.orient_weight * ori
+    return loss, {"ctc": float(ctc.detach()), "orient": float(ori.detach())}
+
+
+def fit(model: CRNN, tok: CTCTokenizer, train_pool: Pool, cfg: TrainConfig, out_dir: str,
+        evaluate: Callable[[CRNN], dict] | None = None, meta: dict | None = None,
+        log: Callable[[str], None] = print) -> dict:
+    """Train for ``cfg.steps`` optimizer steps; resumes from ``out_dir`` when a state is there."""
+    device = pick_device(cfg.device)
+    seed_everything(cfg.seed)
+    model.to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    step, history = 0, []
+    state = load_train_state(out_dir)
+    if state is not None:
+        from recognizer.checkpoint import load_model
+
+        model.load_state_dict(load_model(out_dir)[0].state_dict())
+        model.to(device).train()
+        opt.load_state_dict(state["optimizer"])
+        step, history = int(state["step"]), list(state["extra"].get("history", []))
+        log(f"resumed from step {step}")
+    ds = PoolDataset(train_pool, tok, train=True, seed=cfg.seed + step)
+    t0, seen, ema = time.time(), 0, None
+    sampler = WidthBucketSampler(train_pool.widths, cfg.batch_size, seed=cfg.seed + step)
+    loader = DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.workers,
+                        persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda")
+    last = min(cfg.steps, cfg.stop_at or cfg.steps)
+    while step < last:
+        for batch in loader:  # each pass reshuffles (the sampler's generator advances)
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, cfg)
+            loss, parts = loss_on_batch(model, batch, cfg, device)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            step += 1
+            seen += batch["images"].shape[0]
+            ema = parts["ctc"] if ema is None else 0.98 * ema + 0.02 * parts["ctc"]
+            if step % 100 == 0:
+                rate = seen / (time.time() - t0)
+                log(f"step {step} ctc {ema:.3f} orient {parts['orient']:.3f} lr {lr_at(step, cfg):.2e} {rate:.0f} img/s")
+            if evaluate is not None and (step % cfg.eval_every == 0 or step == last):
+                model.eval()
+                res = evaluate(model)
+                model.train()
+                history.append({"step": step, "ctc": ema, **res})
+                log(f"eval step {step}: {res}")
+            if step % cfg.ckpt_every == 0 or step == last:
+                info = {**(meta or {}), "train": asdict(cfg), "step": step, "history": history,
+                        "images_seen": seen, "wall_s": time.time() - t0}
+                save_model(model, tok, out_dir, info)
+                save_train_state(out_dir, step, opt, {"history": history})
+            if step >= last:
+                break
+    model.eval()
+    return {"step": step, "history": history, "img_per_s": seen / max(1e-9, time.time() - t0)}

@@ -1,0 +1,1 @@
+"""Product-code grammar and realistic tag-crop rendering (TRDG text + procedural labels + camera)."""
