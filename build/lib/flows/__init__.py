@@ -1,1 +1,0 @@
-"""The tagloop command line, settings and flows."""

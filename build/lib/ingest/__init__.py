@@ -1,1 +1,0 @@
-"""Bucket -> validated, versioned dataset: storage, corrections contract, ingest, validation."""

@@ -1,1 +1,0 @@
-"""Per-crop features and (issue 5) drift and accuracy reports."""

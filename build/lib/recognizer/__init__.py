@@ -1,1 +1,0 @@
-"""The recognizer: tokenizer, CRNN, preprocessing, training, evaluation, prediction. Torch only."""

@@ -1,1 +1,0 @@
-"""Prefect tasks: thin wrappers over the plain functions in ingest/, recognizer/, monitoring/ (issue 6)."""
