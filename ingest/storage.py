@@ -8,6 +8,7 @@ escape a local root.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 import os
 import random
 import tempfile
@@ -24,15 +25,15 @@ class StorageError(RuntimeError):
 
 
 class BucketNotFound(StorageError):
-    pass
+    """The bucket (or local root directory) does not exist."""
 
 
 class ObjectNotFound(StorageError, KeyError):
-    pass
+    """No object under that key."""
 
 
 class UnsafeObjectName(StorageError, ValueError):
-    pass
+    """A key with ``..``, an absolute path or other characters that could escape the root."""
 
 
 class TransientStorageError(StorageError):
@@ -83,7 +84,7 @@ def _is_transient(exc: BaseException) -> bool:
         return False
 
 
-class Storage:
+class Storage(ABC):
     """list / read / write / exists over object keys, with retries on transient errors."""
 
     url: str = ""
@@ -125,20 +126,25 @@ class Storage:
         return f"{self.url.rstrip('/')}/{name}"
 
     # backends implement these
+    @abstractmethod
     def _list(self, prefix: str) -> Listing:
-        raise NotImplementedError
+        """Objects whose key starts with ``prefix`` (any order)."""
 
+    @abstractmethod
     def _read(self, name: str) -> bytes:
-        raise NotImplementedError
+        """Bytes of one object; ``ObjectNotFound`` when absent."""
 
+    @abstractmethod
     def _write(self, name: str, data: bytes, content_type: str) -> None:
-        raise NotImplementedError
+        """Create or replace one object."""
 
+    @abstractmethod
     def _exists(self, name: str) -> bool:
-        raise NotImplementedError
+        """Whether the object exists."""
 
+    @abstractmethod
     def _check(self) -> None:
-        raise NotImplementedError
+        """Raise ``BucketNotFound`` / ``StorageError`` when the bucket is unusable."""
 
 
 class LocalStorage(Storage):
