@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 
 import torch
@@ -22,7 +23,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64, help="crops per step (CPU)")
     ap.add_argument("--gpu-batch-size", type=int, default=1024, help="crops per step (CUDA)")
     args = ap.parse_args()
-    pool = render_pool(4000, seed=3, workers=2)
+    pool = render_pool(4000, seed=3, workers=min(8, os.cpu_count() or 2))
     tok = CTCTokenizer()
     out = {}
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -31,7 +32,7 @@ def main() -> None:
         model = CRNN(ModelConfig(num_classes=tok.num_classes))
         with tempfile.TemporaryDirectory() as d:
             res = fit(model, tok, pool, TrainConfig(steps=args.steps, batch_size=bs, device=dev,
-                                                    ckpt_every=10**9, workers=2 if dev == "cuda" else 1),
+                                                    ckpt_every=10**9, workers=max(2, (os.cpu_count() or 2) - 2) if dev == "cuda" else 1),
                       d, log=lambda s: None)
         out[dev] = {"batch_size": bs, "steps": args.steps, "img_per_s": round(res["img_per_s"], 1),
                     "threads": torch.get_num_threads()}
