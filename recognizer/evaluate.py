@@ -7,7 +7,7 @@ import torch
 from recognizer.decode import greedy_decode
 from recognizer.metrics import TextMatch
 from recognizer.model import CRNN
-from recognizer.preprocess import batch_tensor
+from recognizer.preprocess import batch_tensor, width_batches
 from recognizer.synthdata import Pool
 from recognizer.tokenizer import CTCTokenizer
 
@@ -24,10 +24,8 @@ def read_batch(model: CRNN, tok: CTCTokenizer, grays: list[np.ndarray]) -> list[
 
 def evaluate_pool(model: CRNN, tok: CTCTokenizer, pool: Pool, batch_size: int = 128) -> dict:
     """Exact match / normalised edit distance of upright readings over a pool."""
-    order = np.argsort(pool.widths, kind="stable")
     tm = TextMatch()
-    for s in range(0, len(order), batch_size):
-        idx = order[s:s + batch_size]
+    for idx in width_batches(pool.widths, batch_size):
         preds = read_batch(model, tok, [pool.image(int(i)) for i in idx])
         for i, (text, _) in zip(idx, preds):
             tm.update(text, pool.labels[int(i)])

@@ -20,7 +20,7 @@ import torch
 from recognizer.checkpoint import load_model
 from recognizer.decode import greedy_decode
 from recognizer.deskew import ANGLES, straighten
-from recognizer.preprocess import CropError, batch_tensor, load_image, resize_height, to_gray
+from recognizer.preprocess import CropError, batch_tensor, load_image, resize_height, to_gray, width_batches
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 
@@ -87,10 +87,8 @@ class Predictor:
 
     def _read(self, grays: list[np.ndarray]) -> list[tuple[str, float, float]]:
         """Height-normalised crops -> [(text, confidence, P(upside down))]."""
-        order = sorted(range(len(grays)), key=lambda i: grays[i].shape[1])
         res: dict[int, tuple[str, float, float]] = {}
-        for s in range(0, len(order), self.batch_size):
-            idx = order[s:s + self.batch_size]
+        for idx in width_batches([g.shape[1] for g in grays], self.batch_size):
             x, widths = batch_tensor([grays[i] for i in idx])
             logp, orient = self._forward(x)
             lens = np.minimum((widths + 3) // 4, logp.shape[0])

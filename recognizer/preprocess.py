@@ -75,3 +75,25 @@ def batch_tensor(grays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         out[i, 0, :, w:] = float(np.median(g[:, -2:])) if w < wmax else 0
     out = out / 127.5 - 1.0
     return out, np.array([g.shape[1] for g in grays])
+
+
+def width_batches(widths: list[int] | np.ndarray, max_batch: int) -> list[list[int]]:
+    """Indices grouped into batches whose crops pad to the same width (narrowest first).
+
+    The recurrent layers read right padding as part of the crop, so a crop batched with
+    wider ones would read differently than alone. ``batch_tensor`` pads every crop to a
+    multiple of 4 anyway; grouping by that padded width makes batched readings equal to
+    single-crop (serving) readings.
+    """
+    order = sorted(range(len(widths)), key=lambda i: int(widths[i]))
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and len(batches[-1]) < max_batch and _padded(widths[i]) == _padded(widths[batches[-1][0]]):
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+def _padded(w: int) -> int:
+    return (int(w) + 3) // 4 * 4

@@ -115,3 +115,22 @@ def test_evaluate_rejects_labels_without_required_columns(tmp_path, capsys):
     bad.write_text("file,text\na.png,X\n")
     assert main(["evaluate", "--images", str(tmp_path), "--labels", str(bad)]) == 2
     assert "filename,label" in capsys.readouterr().err
+
+
+def test_batched_readings_equal_single_crop_readings(crops_dir, base_model_dir):
+    """Batch-mates of other widths must not change a reading (serving reads one crop at a time)."""
+    files = [os.path.join(crops_dir, "images", f) for f in sorted(os.listdir(os.path.join(crops_dir, "images")))]
+    one = Predictor(base_model_dir, backend="torch", batch_size=1).predict_files(files)
+    many = Predictor(base_model_dir, backend="torch", batch_size=64).predict_files(files)
+    assert [p.text for p in many] == [p.text for p in one]
+    assert np.allclose([p.confidence for p in many], [p.confidence for p in one], atol=1e-4)
+
+
+def test_width_batches_share_one_padded_width():
+    from recognizer.preprocess import width_batches
+
+    widths = [37, 120, 40, 38, 121, 250, 39, 36]
+    batches = width_batches(widths, max_batch=2)
+    assert sorted(i for b in batches for i in b) == list(range(len(widths)))
+    for b in batches:
+        assert len(b) <= 2 and len({(widths[i] + 3) // 4 for i in b}) == 1
