@@ -10,9 +10,10 @@ from ingest.storage import open_storage
 from monitoring.alerts import AlertConfig
 from monitoring.report import MonitorReports, build_reports, publish_reports
 from monitoring.windows import Window, current_window, reference_window
+from tasks.retry import API_RETRIES, IO_RETRIES
 
 
-@task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 5, 15])
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
 def load_reference(bucket: str) -> Window:
     """Bucket read: features of the current dataset version (stored at ingest)."""
     storage = open_storage(bucket)
@@ -20,7 +21,7 @@ def load_reference(bucket: str) -> Window:
     return reference_window(storage)
 
 
-@task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 5, 15])
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
 def load_current(bucket: str, since: str | None) -> Window:
     """Bucket read + featurize: corrections not in a dataset version yet (or since a date)."""
     return current_window(open_storage(bucket), since)
@@ -36,13 +37,13 @@ def build_monitor_reports(run_id: str, reference: Window, current: Window, alert
                          embed_evidently=embed_evidently)
 
 
-@task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 5, 15])
+@task(cache_policy=NO_CACHE, **IO_RETRIES)
 def publish(reports: MonitorReports, bucket: str, workspace_dir: str) -> dict[str, Any]:
     """Bucket + workspace write: ``reports/<run-id>/`` and the Evidently trend snapshots."""
     return publish_reports(reports, open_storage(bucket), workspace_dir)
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+@task(cache_policy=NO_CACHE, **API_RETRIES)
 def request_retrain(deployment: str, parameters: dict[str, Any]) -> str:
     """Prefect API write: start a run of the retrain deployment (not waited for); returns its id."""
     from prefect.deployments import run_deployment
