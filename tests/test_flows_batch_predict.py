@@ -99,3 +99,19 @@ def test_missing_bucket_is_a_clear_error(prefect_api, tmp_path):
 
     with pytest.raises(BucketNotFound, match="does not exist"):
         batch_predict(bucket=str(tmp_path / "nope"))
+
+
+def test_cli_batch_predict_and_monitor_print_json(prefect_api, tmp_path, crops, capsys):
+    import json
+
+    from flows.cli import main
+    from ingest.storage import open_storage
+
+    put_incoming(open_storage(str(tmp_path)), D1, crops[:2])
+    assert main(["batch-predict", "--bucket", str(tmp_path), "--date", D1, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (out["n_new"], out["n_scored"]) == (2, 2) and out["days"][0]["day"] == D1
+    assert main(["monitor", "--bucket", str(tmp_path), "--json"]) == 0    # no dataset, no corrections yet
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["alerts"] == [] and "no rows to compare" in out["drift_skipped"]
+    assert main(["batch-predict", "--bucket", str(tmp_path / "missing")]) == 3

@@ -109,7 +109,10 @@ def test_unshifted_batch_raises_nothing(prefect_api, reference_bucket, tmp_path)
     assert s["retrain"] == {"requested": False, "triggered": False, "deployment": "retrain/nightly",
                             "flow_run_id": None, "reason": "no alert asks for a retrain"}
     # with ``since`` the already-ingested corrections of that day count as current too
-    assert _monitor(storage, since="2026-11-20")["n_current"] == 201
+    from monitoring.windows import current_window
+
+    assert current_window(storage, since="2026-11-20").n_items == 201
+    assert current_window(storage, since="2026-11-21").n_items == 81
 
 
 def test_alert_under_a_deployment_starts_the_retrain_deployment(prefect_api, reference_bucket, shifted, tmp_path,
