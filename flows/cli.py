@@ -97,6 +97,46 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_batch_predict(args: argparse.Namespace) -> int:
+    setup_environment()                     # before Prefect is imported: PREFECT_HOME under TAGLOOP_HOME
+    from flows.batch_predict import batch_predict
+    from ingest.storage import StorageError
+
+    try:
+        s = batch_predict(bucket=args.bucket, date=args.date, model=args.model, batch_size=args.batch_size,
+                          queue_threshold=args.queue_threshold, queue_max=args.queue_max,
+                          dask_address=args.dask_address)
+    except StorageError as e:
+        _err(str(e))
+        return 3
+    print(f"batch-predict {s['run_id']}: {s['n_new']} new crops -> {s['n_scored']} scored, "
+          f"{s['n_unreadable']} unreadable, {s['n_queued']} queued for labeling; "
+          f"{s['n_already_scored']} scored before")
+    for key, why in s["unreadable"].items():
+        _err(f"{key}: {why}")
+    if args.json:
+        print(json.dumps(s, sort_keys=True))
+    return 0
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    setup_environment()
+    from flows.monitor import monitor
+    from ingest.storage import StorageError
+
+    try:
+        s = monitor(bucket=args.bucket, since=args.since, trigger_retrain=not args.no_trigger)
+    except StorageError as e:
+        _err(str(e))
+        return 3
+    alerts = ", ".join(a["name"] for a in s.get("alerts", [])) or "none"
+    print(f"monitor {s['run_id']}: drift share {s.get('drift_share', s.get('drift_skipped'))}, "
+          f"correction rate {s.get('correction_rate')}, alerts: {alerts}; retrain: {s['retrain']['reason']}")
+    if args.json:
+        print(json.dumps(s, sort_keys=True, default=str))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from flows.demo import run_demo
 
@@ -122,6 +162,27 @@ def build_parser() -> argparse.ArgumentParser:
     ig.add_argument("--min-age-s", type=float, default=600.0,
                     help="seconds an image without sidecar (or the reverse) waits before it is quarantined")
     ig.set_defaults(func=cmd_ingest)
+
+    bp = sub.add_parser("batch-predict", help="score new crops under incoming/ with the champion (Prefect flow)")
+    bp.add_argument("--bucket", default=None, help="gs://BUCKET, file:///path or a directory (default: TAGLOOP_BUCKET)")
+    bp.add_argument("--date", default=None, help="only incoming/YYYY-MM-DD/ (default: every day with new crops)")
+    bp.add_argument("--model", default="champion", help="champion (default), a registry REF or a model directory")
+    bp.add_argument("--batch-size", type=int, default=256, help="crops per scoring task")
+    bp.add_argument("--queue-threshold", type=float, default=0.9,
+                    help="crops read with less confidence are queued for labeling")
+    bp.add_argument("--queue-max", type=int, default=200, help="at most this many crops queued per day")
+    bp.add_argument("--dask-address", default=None,
+                    help="score chunks on this Dask scheduler (tcp://host:8786); default: in this process")
+    bp.add_argument("--json", action="store_true", help="print one JSON summary object on the last line")
+    bp.set_defaults(func=cmd_batch_predict)
+
+    mo = sub.add_parser("monitor", help="drift + correction-rate report on new corrections (Prefect flow)")
+    mo.add_argument("--bucket", default=None, help="gs://BUCKET, file:///path or a directory (default: TAGLOOP_BUCKET)")
+    mo.add_argument("--since", default=None,
+                    help="compare corrections dated on/after YYYY-MM-DD (default: those not in a dataset version yet)")
+    mo.add_argument("--no-trigger", action="store_true", help="never start the retrain deployment")
+    mo.add_argument("--json", action="store_true", help="print one JSON summary object on the last line")
+    mo.set_defaults(func=cmd_monitor)
 
     pr = sub.add_parser("predict", help="read crops and write filename,prediction,confidence")
     pr.add_argument("images", nargs="+", help="image files or directories of images")

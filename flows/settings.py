@@ -26,12 +26,18 @@ class Settings:
 
 
 def setup_environment() -> Settings:
-    """Called explicitly by the CLI and flows: telemetry off, state under TAGLOOP_HOME."""
+    """Called explicitly by the CLI and flows: telemetry off, state under TAGLOOP_HOME.
+
+    Prefect reads its settings when it is first imported, so the CLI calls this before
+    importing any flow; ``PREFECT_HOME`` defaults to ``$TAGLOOP_HOME/prefect`` (its SQLite
+    database and local results live there), so two homes never share a Prefect database.
+    """
+    settings = Settings.from_env()
     for key, val in {"DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true", "GX_ANALYTICS_ENABLED": "False",
                      "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90"}.items():
+                     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+                     "PREFECT_HOME": settings.path("prefect")}.items():
         os.environ.setdefault(key, val)
-    settings = Settings.from_env()
     os.makedirs(settings.home, exist_ok=True)
     return settings
 

@@ -54,10 +54,13 @@ class Pool:
         return cls._pack(grays, [l for p in pools for l in p.labels], pools[0].height)
 
 
-def _render_chunk(args: tuple) -> tuple[list[np.ndarray], list[str]]:
+def render_shard(job: tuple) -> tuple[list[np.ndarray], list[str]]:
+    """One shard job ``(seed, n, cfg_dict, height)`` -> (height-normalised grey crops, labels).
+
+    A pure function of its job, so shards may run anywhere (processes, a Dask cluster)."""
     from synth.render import Renderer, RenderConfig
 
-    seed, n, cfg_dict, height = args
+    seed, n, cfg_dict, height = job
     renderer = Renderer(RenderConfig(**cfg_dict), seed=seed)
     rng = np.random.default_rng(seed)
     grays, labels = [], []
@@ -68,16 +71,26 @@ def _render_chunk(args: tuple) -> tuple[list[np.ndarray], list[str]]:
     return grays, labels
 
 
-def render_pool(n: int, seed: int, workers: int = 2, cfg_dict: dict | None = None,
-                height: int = 32, chunk: int = 500) -> Pool:
-    """Render ``n`` crops (deterministic for ``seed`` and ``chunk``) across ``workers`` processes."""
-    jobs = [(seed * 1_000_003 + i, min(chunk, n - i * chunk), cfg_dict or {}, height)
+def shard_jobs(n: int, seed: int, cfg_dict: dict | None = None, height: int = 32, chunk: int = 500) -> list[tuple]:
+    """The shard jobs ``render_pool`` runs for (n, seed, chunk): ``(seed', n', cfg_dict, height)``."""
+    return [(seed * 1_000_003 + i, min(chunk, n - i * chunk), cfg_dict or {}, height)
             for i in range((n + chunk - 1) // chunk)]
-    if workers > 1:
-        with mp.get_context("spawn").Pool(workers) as p:
-            parts = p.map(_render_chunk, jobs)
-    else:
-        parts = [_render_chunk(j) for j in jobs]
+
+
+def pool_from_shards(parts: list[tuple[list[np.ndarray], list[str]]], height: int = 32) -> Pool:
+    """Shard results, in job order -> one Pool."""
     grays = [g for gs, _ in parts for g in gs]
     labels = [l for _, ls in parts for l in ls]
     return Pool._pack(grays, labels, height)
+
+
+def render_pool(n: int, seed: int, workers: int = 2, cfg_dict: dict | None = None,
+                height: int = 32, chunk: int = 500) -> Pool:
+    """Render ``n`` crops (deterministic for ``seed`` and ``chunk``) across ``workers`` processes."""
+    jobs = shard_jobs(n, seed, cfg_dict, height, chunk)
+    if workers > 1:
+        with mp.get_context("spawn").Pool(workers) as p:
+            parts = p.map(render_shard, jobs)
+    else:
+        parts = [render_shard(j) for j in jobs]
+    return pool_from_shards(parts, height)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import numpy as np
 import pytest
@@ -91,3 +92,26 @@ def synth_crops():
     from synth.dataset import iter_crops
 
     return list(iter_crops(8, seed=3))
+
+
+# --- flows: one temporary Prefect API (SQLite in a temp dir) for the whole session -------------
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_HOME", os.path.join(tempfile.gettempdir(), f"tagloop-test-prefect-{os.getpid()}"))
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory):
+    """Flows in tests run against a throw-away Prefect server; TAGLOOP_HOME is a session temp dir."""
+    home = str(tmp_path_factory.mktemp("tagloop_home"))
+    old = os.environ.get("TAGLOOP_HOME")
+    os.environ["TAGLOOP_HOME"] = home
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=None):
+        yield home
+    if old is None:
+        os.environ.pop("TAGLOOP_HOME", None)
+    else:
+        os.environ["TAGLOOP_HOME"] = old

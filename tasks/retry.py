@@ -1,0 +1,26 @@
+"""Retry policy for side-effecting tasks (bucket, registry, Prefect API).
+
+Transient storage errors are already retried inside ``ingest.storage``; a Prefect retry
+covers longer outages. Errors that another attempt cannot fix (no such bucket, a bad
+parameter, a missing model) fail at once instead of waiting through the delays.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ingest.storage import BucketNotFound, ObjectNotFound, UnsafeObjectName
+
+PERMANENT = (BucketNotFound, ObjectNotFound, UnsafeObjectName, ValueError, FileNotFoundError, TypeError)
+
+
+def worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect ``retry_condition_fn``: False for errors a retry cannot fix."""
+    try:
+        exc = state.result(raise_on_failure=False)
+    except Exception:  # noqa: BLE001 - result not retrievable: retry as usual
+        return True
+    return not isinstance(exc, PERMANENT)
+
+
+IO_RETRIES: dict[str, Any] = {"retries": 3, "retry_delay_seconds": [1, 5, 15], "retry_condition_fn": worth_retrying}
+API_RETRIES: dict[str, Any] = {"retries": 2, "retry_delay_seconds": 5, "retry_condition_fn": worth_retrying}
