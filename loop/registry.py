@@ -67,7 +67,7 @@ class Registry:
             found = self.client.search_model_versions(f"name='{self.name}'")
         except MlflowException:
             return []
-        return sorted((v.version for v in found), key=int)
+        return sorted((str(v.version) for v in found), key=int)
 
     def alias(self, alias: str) -> str | None:
         """Version carrying ``alias``, or None."""
