@@ -166,8 +166,11 @@ def build_mix(new_rows: pd.DataFrame, replay_rows: pd.DataFrame, read: Callable[
     is_val = np.array([_is_val(str(k), cfg.val_share) for k in new_rows["code_key"]], bool)
     train_new, val_new = new_rows[~is_val], new_rows[is_val]
     total = cfg.new + cfg.replay + cfg.synthetic
-    n_replay = min(len(replay_rows), round(len(train_new) * cfg.replay / cfg.new))
-    n_synth = int(np.clip(round(len(train_new) * cfg.synthetic / cfg.new), cfg.min_synthetic, cfg.max_synthetic))
+    want_replay = round(len(train_new) * cfg.replay / cfg.new)
+    n_replay = min(len(replay_rows), want_replay)
+    # too little earlier real data (the first cycles): synthetic crops, what the base model learnt from, fill in
+    n_synth = int(np.clip(round(len(train_new) * cfg.synthetic / cfg.new) + want_replay - n_replay,
+                          cfg.min_synthetic, cfg.max_synthetic))
     replay = replay_rows.sample(n=n_replay, random_state=cfg.seed) if n_replay else replay_rows.iloc[:0]
     plan = plan_targets(new_rows)
     n_targeted = round(n_synth * cfg.targeted)
@@ -180,7 +183,7 @@ def build_mix(new_rows: pd.DataFrame, replay_rows: pd.DataFrame, read: Callable[
         if n_val_synth else val_real
     info = {"config": asdict(cfg), "shares": {k: round(v / total, 4) for k, v in
                                               (("new", cfg.new), ("replay", cfg.replay), ("synthetic", cfg.synthetic))},
-            "counts": {"new": len(train_new), "replay": n_replay, "synthetic_targeted": n_targeted,
+            "counts": {"new": len(train_new), "replay": n_replay, "replay_filled_by_synthetic": want_replay - n_replay, "synthetic_targeted": n_targeted,
                        "synthetic_plain": n_synth - n_targeted, "val_real": len(val_real), "val_synthetic": n_val_synth},
             "plan": {k: v for k, v in asdict(plan).items() if k != "errors"},
             "champion_errors": plan.errors}
