@@ -258,6 +258,7 @@ def _nothing_new(ing: IngestSummary, champion: Champion, clock: _Clock) -> Cycle
 def run_cycle(storage: Storage, home: str, base_dir: str, cfg: CycleConfig | None = None, log: Log = print) -> CycleSummary:
     """One full cycle; see the module docstring. Returns the ``retrain --json`` summary."""
     cfg, clock = cfg or CycleConfig(), _Clock()
+    setup_mlflow(home)
     registry = Registry()
     champion = champion_stage(home, base_dir, registry)
     clock.lap("registry")

@@ -58,7 +58,14 @@ class Registry:
 
     def __init__(self, name: str = MODEL_NAME, client: MlflowClient | None = None) -> None:
         self.name = name
-        self.client = client or MlflowClient()
+        self._client = client
+
+    @property
+    def client(self) -> MlflowClient:
+        """Created on first use, so it follows ``setup_mlflow`` even when the Registry was made before."""
+        if self._client is None:
+            self._client = MlflowClient(mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+        return self._client
 
     # -- reading ----------------------------------------------------------------------
     def versions(self) -> list[str]:
