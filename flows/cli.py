@@ -98,6 +98,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
+    if args.force and not args.forced_by:
+        _err("--force needs --forced-by NAME (recorded on the model version and the MLflow run)")
+        return 2
     from flows.settings import base_model_dir
     from ingest.pipeline import IngestConfig, ValidationFailed
     from ingest.storage import StorageError, open_storage
@@ -107,9 +110,6 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from recognizer.finetune import FinetuneConfig
     from recognizer.train import TrainConfig
 
-    if args.force and not args.forced_by:
-        _err("--force needs --forced-by NAME (recorded on the model version and the MLflow run)")
-        return 2
     settings = setup_environment()
     cfg = CycleConfig(
         mix=MixConfig(new=args.mix_new, replay=args.mix_replay, synthetic=args.mix_synthetic,
