@@ -27,6 +27,10 @@ def _relabel(pool: Pool, labels: list[str]) -> Pool:
     return Pool(pool.height, pool.pixels, pool.widths, pool.offsets, labels)
 
 
+def _head(pool: Pool, n: int = 48) -> Pool:
+    return Pool._pack([pool.image(i) for i in range(n)], pool.labels[:n], pool.height)
+
+
 def _cfg(**kw) -> FinetuneConfig:
     train = dict(steps=8, batch_size=16, lr=1e-3, warmup=2, eval_every=4, ckpt_every=4, workers=0)
     train.update(kw.pop("train", {}))
@@ -49,7 +53,8 @@ def test_extend_charset_keeps_old_readings_identical(base_model_dir, tiny_pool):
 def test_finetune_appends_characters_of_new_labels(tmp_path, tiny_pool):
     init = _tiny_artifact(str(tmp_path / "init"))
     labels = [lab[:3] + "+" + lab[3:] if i % 3 == 0 else lab for i, lab in enumerate(tiny_pool.labels)]
-    res = finetune(init, _relabel(tiny_pool, labels), _relabel(tiny_pool, labels), _cfg(), str(tmp_path / "ft"), **QUIET)
+    res = finetune(init, _relabel(tiny_pool, labels), _head(_relabel(tiny_pool, labels)), _cfg(), str(tmp_path / "ft"),
+                   **QUIET)
     cfg = read_config(res.model_dir)
     assert res.added_chars == "+" and cfg["charset"] == CTCTokenizer().charset + "+"
     assert cfg["meta"]["added_chars"] == "+" and cfg["model"]["num_classes"] == len(cfg["charset"]) + 1
@@ -58,7 +63,7 @@ def test_finetune_appends_characters_of_new_labels(tmp_path, tiny_pool):
 
 def test_early_stopping_keeps_the_best_checkpoint(tmp_path, tiny_pool, base_model_dir):
     """A destructive learning rate never beats the warm start: stop after `patience`, return step 0."""
-    val = Pool.concat([tiny_pool])
+    val = _head(tiny_pool)
     res = finetune(base_model_dir, tiny_pool, val, _cfg(train={"lr": 0.5, "steps": 40}, patience=2),
                    str(tmp_path / "ft"), **QUIET)
     assert res.stopped_early and res.steps == 8 and res.best_step == 0
@@ -74,9 +79,9 @@ def test_a_run_that_dies_resumes_from_its_checkpoint(tmp_path, tiny_pool):
         if rec["step"] == 8:
             raise RuntimeError("killed")
     with pytest.raises(RuntimeError, match="killed"):
-        finetune(init, tiny_pool, tiny_pool, _cfg(train={"steps": 12}), out, on_eval=die_at_8, **QUIET)
+        finetune(init, tiny_pool, _head(tiny_pool), _cfg(train={"steps": 12}), out, on_eval=die_at_8, **QUIET)
     logs: list[str] = []
-    res = finetune(init, tiny_pool, tiny_pool, _cfg(train={"steps": 12}), out, log=logs.append)
+    res = finetune(init, tiny_pool, _head(tiny_pool), _cfg(train={"steps": 12}), out, log=logs.append)
     assert any("resumed from step 4" in line for line in logs) and res.steps == 12
     assert [h["step"] for h in res.history] == [4, 8, 12]
 
