@@ -31,6 +31,7 @@ class FinetuneConfig:
     min_delta: float = 0.0         # improvement in validation exact match that counts
     max_batch_pixels: int = 64 * 32 * 512   # padded pixels per batch (wide crops -> smaller batches)
     new_row_bias: float = -8.0     # bias of appended output rows (keeps old readings unchanged)
+    freeze_bn: bool = True         # keep the champion's BatchNorm statistics (less forgetting)
 
 
 @dataclass
@@ -67,6 +68,14 @@ def extend_charset(model: CRNN, tok: CTCTokenizer, new_chars: str,
         new.fc.bias.fill_(new_row_bias)
         new.fc.bias[:k] = model.fc.bias
     return new.to(next(model.parameters()).device).train(model.training), new_tok
+
+
+def bn_frozen_train(model: CRNN) -> None:
+    """Training mode, except BatchNorm layers keep using (and not updating) their running statistics."""
+    model.train()
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
 
 
 def chars_missing(tok: CTCTokenizer, labels: list[str]) -> str:
@@ -124,7 +133,8 @@ def finetune(init_dir: str, train_pool: Pool, val_pool: Pool, cfg: FinetuneConfi
         model.eval()
         stop(model, [{"step": 0, "ctc": None, **val(model)}])
     res = fit(model, tok, train_pool, cfg.train, ckpt_dir, evaluate=val, meta=meta, log=log,
-              on_eval=stop, max_batch_pixels=cfg.max_batch_pixels)
+              on_eval=stop, max_batch_pixels=cfg.max_batch_pixels,
+              train_mode=bn_frozen_train if cfg.freeze_bn else None)
     log(f"fine-tune: best step {stop.best_step} val exact match {stop.best:.4f}"
         f"{' (stopped early)' if res['stopped_early'] else ''}")
     return FinetuneResult(best_dir, stop.best_step, stop.best, res["step"], res["stopped_early"], added,

@@ -83,16 +83,18 @@ def loss_on_batch(model: CRNN, batch: dict[str, torch.Tensor], cfg: TrainConfig,
 def fit(model: CRNN, tok: CTCTokenizer, train_pool: Pool, cfg: TrainConfig, out_dir: str,
         evaluate: Callable[[CRNN], dict] | None = None, meta: dict | None = None,
         log: Callable[[str], None] = print, on_eval: Callable[[CRNN, list[dict]], bool] | None = None,
-        max_batch_pixels: int | None = None) -> dict:
+        max_batch_pixels: int | None = None, train_mode: Callable[[CRNN], None] | None = None) -> dict:
     """Train for ``cfg.steps`` optimizer steps; resumes from ``out_dir`` when a state is there.
 
     ``on_eval(model, history)`` runs after each evaluation; returning True stops training early
     (a checkpoint is written first). ``max_batch_pixels`` caps padded pixels per batch
-    (``WidthBucketSampler``), so batches of very wide crops stay within memory.
+    (``WidthBucketSampler``), so batches of very wide crops stay within memory. ``train_mode``
+    replaces ``model.train()`` (e.g. to keep BatchNorm statistics frozen while fine-tuning).
     """
+    train_mode = train_mode or (lambda m: m.train())
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
-    model.to(device).train()
+    train_mode(model.to(device))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, history = 0, []
     state = load_train_state(out_dir)
@@ -100,7 +102,7 @@ def fit(model: CRNN, tok: CTCTokenizer, train_pool: Pool, cfg: TrainConfig, out_
         from recognizer.checkpoint import load_model
 
         model.load_state_dict(load_model(out_dir)[0].state_dict())
-        model.to(device).train()
+        train_mode(model.to(device))
         opt.load_state_dict(state["optimizer"])
         step, history = int(state["step"]), list(state["extra"].get("history", []))
         log(f"resumed from step {step}")
@@ -130,7 +132,7 @@ def fit(model: CRNN, tok: CTCTokenizer, train_pool: Pool, cfg: TrainConfig, out_
             if evaluate is not None and (step % cfg.eval_every == 0 or step == last):
                 model.eval()
                 res = evaluate(model)
-                model.train()
+                train_mode(model)
                 history.append({"step": step, "ctc": ema, **res})
                 log(f"eval step {step}: {res}")
                 stopped = bool(on_eval and on_eval(model, history))
