@@ -7,7 +7,7 @@ a fresh home + bucket receives N corrections (sidecars carry the base model's re
 ``loop.cycle.run_cycle`` runs once, and the base model and the challenger are scored on the
 same held-out crops of the domain (other seed) and on the frozen regression suite (forgetting).
 
-    python -m benchmarks.learning_curve [--n 0,250,1000,4000] [--test-n 500] [--steps 600]
+    python -m benchmarks.learning_curve [--n 0,250,1000,4000] [--test-n 500] [--steps 400]
 """
 from __future__ import annotations
 
@@ -71,7 +71,9 @@ def one_point(n: int, pool: tuple[list[bytes], list[str]], test: EvalData, args,
     os.environ["TAGLOOP_HOME"] = home
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     fill_bucket(bucket, pool[0][:n], pool[1][:n])
-    cfg = CycleConfig(mix=MixConfig(workers=args.workers, seed=args.seed),
+    new, replay, synthetic = (float(x) for x in args.mix.split(","))
+    cfg = CycleConfig(mix=MixConfig(new=new, replay=replay, synthetic=synthetic, min_synthetic=args.min_synthetic,
+                                    workers=args.workers, seed=args.seed),
                       finetune=FinetuneConfig(train=TrainConfig(
                           steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=30,
                           eval_every=args.eval_every, ckpt_every=args.eval_every, seed=args.seed, workers=0)),
@@ -100,9 +102,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", default="0,250,1000,4000", help="numbers of corrections, comma-separated")
     ap.add_argument("--test-n", type=int, default=500, help="held-out dot-matrix crops scored per point")
-    ap.add_argument("--steps", type=int, default=600, help="fine-tune LR schedule (early stopping may end sooner)")
+    ap.add_argument("--mix", default="0.4,0.3,0.3", help="shares new,replay,synthetic")
+    ap.add_argument("--min-synthetic", type=int, default=3000, help="unique synthetic crops at least")
+    ap.add_argument("--steps", type=int, default=400, help="fine-tune LR schedule (early stopping may end sooner)")
     ap.add_argument("--batch-size", type=int, default=64, help="crops per step")
-    ap.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    ap.add_argument("--lr", type=float, default=7e-4, help="peak learning rate")
     ap.add_argument("--eval-every", type=int, default=100, help="steps between validation checks")
     ap.add_argument("--suite-per-family", type=int, default=60, help="regression suite crops per brand family")
     ap.add_argument("--workers", type=int, default=2, help="rendering processes")

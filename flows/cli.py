@@ -113,7 +113,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     settings = setup_environment()
     cfg = CycleConfig(
         mix=MixConfig(new=args.mix_new, replay=args.mix_replay, synthetic=args.mix_synthetic,
-                      targeted=args.targeted, seed=args.seed, workers=args.workers),
+                      targeted=args.targeted, min_synthetic=args.min_synthetic, seed=args.seed,
+                      workers=args.workers),
         finetune=FinetuneConfig(train=TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                                   warmup=min(30, args.steps // 10), eval_every=args.eval_every,
                                                   ckpt_every=args.eval_every, seed=args.seed, workers=0,
@@ -194,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--mix-replay", type=float, default=0.25, help="share of replayed earlier real crops")
     rt.add_argument("--mix-synthetic", type=float, default=0.25, help="share of freshly rendered synthetic crops")
     rt.add_argument("--targeted", type=float, default=0.7, help="share of synthetic crops aimed at the champion's errors")
+    rt.add_argument("--min-synthetic", type=int, default=2000,
+                    help="at least this many unique synthetic crops (real rows repeat to keep the shares)")
     rt.add_argument("--margin", type=float, default=0.005, help="exact-match margin the challenger must win by")
     rt.add_argument("--slice-tolerance", type=float, default=0.03, help="largest exact-match drop allowed on a slice")
     rt.add_argument("--regression-tolerance", type=float, default=0.005,

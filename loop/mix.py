@@ -39,7 +39,7 @@ class MixConfig:
     replay: float = 0.25          # earlier real train rows, sampled without replacement
     synthetic: float = 0.25       # freshly rendered crops
     targeted: float = 0.7         # share of synthetic crops that follow the champion's errors
-    min_synthetic: int = 200      # at least this many synthetic crops (small batches)
+    min_synthetic: int = 2000     # at least this many unique synthetic crops (real rows repeat to keep the shares)
     max_synthetic: int = 20_000
     val_share: float = 0.15       # share of new codes kept out of training for early stopping
     min_val: int = 60             # validation crops (topped up with synthetic ones)
@@ -169,12 +169,14 @@ def build_mix(new_rows: pd.DataFrame, replay_rows: pd.DataFrame, read: Callable[
     want_replay = round(len(train_new) * cfg.replay / cfg.new)
     n_replay = min(len(replay_rows), want_replay)
     # too little earlier real data (the first cycles): synthetic crops, what the base model learnt from, fill in
-    n_synth = int(np.clip(round(len(train_new) * cfg.synthetic / cfg.new) + want_replay - n_replay,
-                          cfg.min_synthetic, cfg.max_synthetic))
+    n_ratio = round(len(train_new) * cfg.synthetic / cfg.new) + want_replay - n_replay
+    n_synth = int(np.clip(n_ratio, cfg.min_synthetic, cfg.max_synthetic))
+    # more unique synthetic crops than the ratio asks for: real rows repeat, so the shares still hold
+    repeat = max(1, round(n_synth / n_ratio)) if n_ratio and len(train_new) else 1
     replay = replay_rows.sample(n=n_replay, random_state=cfg.seed) if n_replay else replay_rows.iloc[:0]
     plan = plan_targets(new_rows)
     n_targeted = round(n_synth * cfg.targeted)
-    parts = [pool_from_rows(train_new, read), pool_from_rows(replay, read),
+    parts = [pool_from_rows(train_new, read)] * repeat + [pool_from_rows(replay, read)] * repeat + [
              render_synthetic(n_targeted, cfg.seed + 1, plan, cfg.workers),
              render_synthetic(n_synth - n_targeted, cfg.seed + 2, None, cfg.workers)]
     val_real = pool_from_rows(val_new, read)
@@ -183,7 +185,8 @@ def build_mix(new_rows: pd.DataFrame, replay_rows: pd.DataFrame, read: Callable[
         if n_val_synth else val_real
     info = {"config": asdict(cfg), "shares": {k: round(v / total, 4) for k, v in
                                               (("new", cfg.new), ("replay", cfg.replay), ("synthetic", cfg.synthetic))},
-            "counts": {"new": len(train_new), "replay": n_replay, "replay_filled_by_synthetic": want_replay - n_replay, "synthetic_targeted": n_targeted,
+            "counts": {"new": len(train_new), "replay": n_replay, "real_repeat": repeat,
+                       "replay_filled_by_synthetic": want_replay - n_replay, "synthetic_targeted": n_targeted,
                        "synthetic_plain": n_synth - n_targeted, "val_real": len(val_real), "val_synthetic": n_val_synth},
             "plan": {k: v for k, v in asdict(plan).items() if k != "errors"},
             "champion_errors": plan.errors}

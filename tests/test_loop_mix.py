@@ -52,6 +52,9 @@ def test_build_mix_ratios_replay_and_validation(synth_crops):
     assert "CU4874-001" not in mix.train.labels + mix.val.labels          # held-out rows never trained on
     assert mix.info["shares"] == {"new": 0.5, "replay": 0.25, "synthetic": 0.25}
     assert mix.info["plan"]["brand_mix"]["nike"] > mix.info["plan"]["brand_mix"]["adidas"]
+    more = build_mix(new, old, read, MixConfig(min_synthetic=2 * c["new"], min_val=0, val_share=0.2, seed=1))
+    m = more.info["counts"]
+    assert m["real_repeat"] == 4 and len(more.train) == 4 * (m["new"] + m["replay"]) + 2 * m["new"]
     first = build_mix(new, old.iloc[:0], read, MixConfig(min_synthetic=0, min_val=0, seed=1))
     assert first.info["counts"]["replay"] == 0 and first.info["counts"]["replay_filled_by_synthetic"] > 0
     with pytest.raises(ValueError, match="shares"):
