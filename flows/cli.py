@@ -137,6 +137,63 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retrain(args: argparse.Namespace) -> int:
+    if args.force and not args.forced_by:
+        _err("--force needs --forced-by NAME (recorded on the model version and the MLflow run)")
+        return 2
+    from flows.settings import base_model_dir
+    from ingest.pipeline import IngestConfig, ValidationFailed
+    from ingest.storage import StorageError, open_storage
+    from loop.cycle import CycleConfig, run_cycle
+    from loop.gate import GateConfig
+    from loop.mix import MixConfig
+    from recognizer.finetune import FinetuneConfig
+    from recognizer.train import TrainConfig
+
+    settings = setup_environment()
+    cfg = CycleConfig(
+        mix=MixConfig(new=args.mix_new, replay=args.mix_replay, synthetic=args.mix_synthetic,
+                      targeted=args.targeted, min_synthetic=args.min_synthetic, seed=args.seed,
+                      workers=args.workers),
+        finetune=FinetuneConfig(train=TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                                                  warmup=min(30, args.steps // 10), eval_every=args.eval_every,
+                                                  ckpt_every=args.eval_every, seed=args.seed, workers=0,
+                                                  device=args.device), patience=args.patience),
+        gate=GateConfig(margin=args.margin, slice_tolerance=args.slice_tolerance,
+                        regression_tolerance=args.regression_tolerance),
+        ingest=IngestConfig(docs_dir=settings.path("reports", "validation")),
+        since=args.since, forced_by=args.forced_by if args.force else None)
+    try:
+        storage = open_storage(args.bucket or settings.bucket or "")
+        summary = run_cycle(storage, settings.home, base_model_dir(), cfg)
+    except (StorageError, ValidationFailed) as e:
+        _err(str(e))
+        return 3
+    print(f"retrain: champion v{summary.champion_version}, challenger "
+          f"{'v' + summary.challenger_version if summary.challenger_version else 'none'}: {summary.reason}")
+    if args.json:
+        print(summary.to_json())
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from loop.registry import Registry, setup_mlflow
+    from flows.settings import registry_configured
+
+    settings = setup_environment()
+    if not registry_configured(settings):
+        _err(f"no model registry under {settings.home} (and MLFLOW_TRACKING_URI is not set): nothing to roll back")
+        return 2
+    setup_mlflow(settings.home)
+    move = Registry().rollback(by=args.by or os.environ.get("USER", ""))
+    print(f"rollback: champion v{move.before['champion']} -> v{move.champion}; "
+          f"previous-champion now {move.previous_champion or 'unset'}")
+    if args.json:
+        print(json.dumps({"champion": move.champion, "previous_champion": move.previous_champion,
+                          "before": move.before}))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from flows.demo import run_demo
 
@@ -184,10 +241,42 @@ def build_parser() -> argparse.ArgumentParser:
     mo.add_argument("--json", action="store_true", help="print one JSON summary object on the last line")
     mo.set_defaults(func=cmd_monitor)
 
+
+    rt = sub.add_parser("retrain", help="one full cycle now: ingest, mix, fine-tune, gate, registry, reports")
+    rt.add_argument("--bucket", default=None, help="gs://BUCKET, file:///path or a directory (default: TAGLOOP_BUCKET)")
+    rt.add_argument("--json", action="store_true", help="print one JSON summary object on the last line")
+    rt.add_argument("--since", default=None, help="only corrections created on/after this date (YYYY-MM-DD) count as new")
+    rt.add_argument("--force", action="store_true", help="promote the challenger whatever the gate says (audited)")
+    rt.add_argument("--forced-by", default=None, help="name of the person forcing the promotion (required with --force)")
+    rt.add_argument("--steps", type=int, default=600, help="fine-tune LR schedule length in optimizer steps")
+    rt.add_argument("--batch-size", type=int, default=64, help="crops per step")
+    rt.add_argument("--lr", type=float, default=5e-4, help="peak learning rate of the fine-tune")
+    rt.add_argument("--eval-every", type=int, default=100, help="steps between validation checks (an 'epoch')")
+    rt.add_argument("--patience", type=int, default=3, help="validation checks without improvement before stopping")
+    rt.add_argument("--mix-new", type=float, default=0.5, help="share of new corrections in the training mix")
+    rt.add_argument("--mix-replay", type=float, default=0.25, help="share of replayed earlier real crops")
+    rt.add_argument("--mix-synthetic", type=float, default=0.25, help="share of freshly rendered synthetic crops")
+    rt.add_argument("--targeted", type=float, default=0.7, help="share of synthetic crops aimed at the champion's errors")
+    rt.add_argument("--min-synthetic", type=int, default=2000,
+                    help="at least this many unique synthetic crops (real rows repeat to keep the shares)")
+    rt.add_argument("--margin", type=float, default=0.005, help="exact-match margin the challenger must win by")
+    rt.add_argument("--slice-tolerance", type=float, default=0.03, help="largest exact-match drop allowed on a slice")
+    rt.add_argument("--regression-tolerance", type=float, default=0.005,
+                    help="largest exact-match drop allowed on the synthetic regression suite")
+    rt.add_argument("--seed", type=int, default=0, help="seed for the mix, rendering and training")
+    rt.add_argument("--workers", type=int, default=2, help="rendering processes")
+    rt.add_argument("--device", default="auto", help="auto (CUDA with bf16 when present), cpu or cuda")
+    rt.set_defaults(func=cmd_retrain)
+
+    rb = sub.add_parser("rollback", help="champion <- previous-champion")
+    rb.add_argument("--json", action="store_true", help="print one JSON object on the last line")
+    rb.add_argument("--by", default=None, help="who rolls back (recorded on the demoted version; default $USER)")
+    rb.set_defaults(func=cmd_rollback)
+
     pr = sub.add_parser("predict", help="read crops and write filename,prediction,confidence")
     pr.add_argument("images", nargs="+", help="image files or directories of images")
     pr.add_argument("--out", required=True, help="output CSV path")
-    pr.add_argument("--model", default="champion", help="champion (default) or a local model directory")
+    pr.add_argument("--model", default="champion", help="champion (default), models:/product-code-recognizer@ALIAS or /VERSION, or a model directory")
     pr.add_argument("--backend", default="auto", choices=["auto", "onnx", "torch"],
                     help="inference engine (auto: ONNX Runtime when available)")
     pr.set_defaults(func=cmd_predict)
@@ -195,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="exact match overall and per slice on labelled crops")
     ev.add_argument("--images", required=True, help="directory holding the crops")
     ev.add_argument("--labels", required=True, help="CSV with filename,label and optional slice columns")
-    ev.add_argument("--model", default="champion", help="champion (default) or a local model directory")
+    ev.add_argument("--model", default="champion", help="champion (default), models:/product-code-recognizer@ALIAS or /VERSION, or a model directory")
     ev.add_argument("--backend", default="auto", choices=["auto", "onnx", "torch"], help="inference engine")
     ev.add_argument("--json", action="store_true", help="print one JSON object on the last line")
     ev.set_defaults(func=cmd_evaluate)

@@ -42,13 +42,36 @@ def setup_environment() -> Settings:
     return settings
 
 
-def resolve_model(ref: str | None) -> str:
-    """REF -> local artifact directory. ``champion`` with no registry is the shipped base model."""
+def registry_configured(settings: Settings) -> bool:
+    """A remote tracking server is set, or the embedded MLflow store exists (resolving never creates one)."""
+    return bool(os.environ.get("MLFLOW_TRACKING_URI")) or os.path.isfile(settings.path("mlflow", "mlflow.db"))
+
+
+def resolve_model(ref: str | None, settings: Settings | None = None) -> str:
+    """REF -> local artifact directory.
+
+    ``champion``: the registry's champion when a registry with versions exists, else the shipped
+    base model; ``models:/product-code-recognizer@ALIAS`` or ``/VERSION``: that registry version
+    (downloaded once under ``TAGLOOP_HOME/cache/models``); anything else: a local model directory.
+    """
+    settings = settings or Settings.from_env()
     if ref in (None, "", "champion"):
+        if registry_configured(settings):
+            from loop.registry import resolve_registry_model
+
+            found = resolve_registry_model("champion", settings.home)
+            if found:
+                return found
         return base_model_dir()
     if ref.startswith("models:/"):
-        raise ValueError(f"{ref}: no MLflow registry is configured in this version of tagloop; "
-                         "pass 'champion' or a local model directory")
+        from loop.registry import resolve_registry_model
+
+        if not registry_configured(settings):
+            raise ValueError(f"{ref}: no MLflow registry under {settings.home} and MLFLOW_TRACKING_URI is not set")
+        found = resolve_registry_model(ref, settings.home)
+        if not found:
+            raise ValueError(f"{ref}: no such registered model version")
+        return found
     if not os.path.isdir(ref):
         raise FileNotFoundError(f"{ref}: model directory not found")
     return ref

@@ -26,7 +26,7 @@ from ingest.corrections import CORRECTIONS, LEGACY, Item, group_objects
 from ingest.state import IngestState, load_state, save_state, start_run
 from ingest.storage import Storage, is_unsafe_name
 from ingest.table import Loaded, add_uniqueness, load_items, plain
-from ingest.validate import LABEL_REGEX, MAX_LABEL, MIN_LABEL, ValidationOutcome, results_json, run_suite
+from ingest.validate import MAX_LABEL, MIN_LABEL, ValidationOutcome, label_regex, results_json, run_suite
 
 
 class ValidationFailed(RuntimeError):
@@ -108,7 +108,7 @@ def _apply_decisions(storage: Storage, state: IngestState) -> tuple[list[dict], 
             rejected.append(state.pending_review.pop(key))
             continue
         label = d.get("label") if d["decision"] == "relabel" else row["label"]
-        if not isinstance(label, str) or not (MIN_LABEL <= len(label) <= MAX_LABEL and re.match(LABEL_REGEX, label)):
+        if not isinstance(label, str) or not (MIN_LABEL <= len(label) <= MAX_LABEL and re.match(label_regex(), label)):
             continue    # an unusable relabel keeps the item pending
         released.append({**state.pending_review.pop(key), "label": label})
     return released, rejected

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pandas as pd
 
-LABEL_REGEX = r"^[0-9A-Z \-./:()#]*$"
+BASE_LABEL_CHARS = r"0-9A-Z \-./:()#"
+LABEL_REGEX = rf"^[{BASE_LABEL_CHARS}]*$"      # the default; label_regex() adds TAGLOOP_EXTRA_CHARS
 MIN_LABEL, MAX_LABEL = 5, 21
 MIN_SIDE, MAX_SIDE = 8, 4000
 MIN_ASPECT, MAX_ASPECT = 1 / 25, 25.0
@@ -31,6 +33,20 @@ class ValidationOutcome:
     results: dict[str, Any] = field(default_factory=dict)   # GX validation result, JSON-ready
 
 
+def extra_label_chars(extra: str | None = None) -> str:
+    """Characters admitted beyond the base set: ``extra`` or ``TAGLOOP_EXTRA_CHARS`` (e.g. ``+&``)."""
+    extra = os.environ.get("TAGLOOP_EXTRA_CHARS", "") if extra is None else extra
+    bad = [c for c in extra if not c.isprintable() or c.isspace()]
+    if bad:
+        raise ValueError(f"TAGLOOP_EXTRA_CHARS: only printable, non-space characters can be admitted, got {bad!r}")
+    return "".join(dict.fromkeys(extra))
+
+
+def label_regex(extra: str | None = None) -> str:
+    """Regex of an allowed label: the base charset plus ``extra_label_chars(extra)``."""
+    return rf"^[{BASE_LABEL_CHARS}{''.join(re.escape(c) for c in extra_label_chars(extra))}]*$"
+
+
 def _expectations(now: datetime) -> list:
     import great_expectations.expectations as gxe
 
@@ -42,7 +58,7 @@ def _expectations(now: datetime) -> list:
         gxe.ExpectColumnValuesToBeBetween(column="height", min_value=MIN_SIDE, max_value=MAX_SIDE, meta={"reason": "bad_dimensions"}),
         gxe.ExpectColumnValuesToBeBetween(column="aspect", min_value=MIN_ASPECT, max_value=MAX_ASPECT, meta={"reason": "bad_aspect"}),
         gxe.ExpectColumnValuesToBeBetween(column="contrast", min_value=MIN_CONTRAST, meta={"reason": "blank_image"}),
-        gxe.ExpectColumnValuesToMatchRegex(column="label", regex=LABEL_REGEX, meta={"reason": "label_charset"}),
+        gxe.ExpectColumnValuesToMatchRegex(column="label", regex=label_regex(), meta={"reason": "label_charset"}),
         gxe.ExpectColumnValueLengthsToBeBetween(column="label", min_value=MIN_LABEL, max_value=MAX_LABEL, meta={"reason": "label_length"}),
         gxe.ExpectColumnValuesToBeBetween(column="confidence", min_value=0.0, max_value=1.0, meta={"reason": "confidence_range"}),
         gxe.ExpectColumnValuesToNotBeNull(column="created_ts", meta={"reason": "timestamp_missing"}),

@@ -67,11 +67,30 @@ class PoolDataset(Dataset):
 
 
 class WidthBucketSampler(Sampler[list[int]]):
-    """Shuffled batches of crops with similar widths (less padding, bounded memory)."""
+    """Shuffled batches of crops with similar widths (less padding, bounded memory).
 
-    def __init__(self, widths: np.ndarray, batch_size: int, seed: int = 0, shuffle: bool = True) -> None:
+    With ``max_pixels``, a batch of wide crops is cut short so that
+    ``len(batch) x widest crop x height`` stays within ``max_pixels`` (one crop at least).
+    """
+
+    def __init__(self, widths: np.ndarray, batch_size: int, seed: int = 0, shuffle: bool = True,
+                 max_pixels: int | None = None, height: int = 32) -> None:
         self.widths, self.bs, self.shuffle = np.asarray(widths), batch_size, shuffle
+        self.max_pixels, self.height = max_pixels, height
         self.rng = np.random.default_rng(seed)
+
+    def _split(self, part: np.ndarray) -> list[list[int]]:
+        """Width-sorted indices -> batches of at most ``bs`` crops and ``max_pixels`` padded pixels."""
+        if self.max_pixels is None:
+            return [part[i:i + self.bs].tolist() for i in range(0, len(part), self.bs)]
+        out, cur = [], []
+        for i in part.tolist():
+            w = (int(self.widths[i]) + 3) // 4 * 4
+            if cur and (len(cur) >= self.bs or (len(cur) + 1) * w * self.height > self.max_pixels):
+                out.append(cur)
+                cur = []
+            cur.append(i)
+        return out + ([cur] if cur else [])
 
     def __iter__(self):
         n = len(self.widths)
@@ -81,12 +100,13 @@ class WidthBucketSampler(Sampler[list[int]]):
         for s in range(0, n, chunk):
             part = idx[s:s + chunk]
             part = part[np.argsort(self.widths[part], kind="stable")]
-            batches += [part[i:i + self.bs].tolist() for i in range(0, len(part), self.bs)]
+            batches += self._split(part)
         if self.shuffle:
             self.rng.shuffle(batches)
         return iter(batches)
 
     def __len__(self) -> int:
+        """Batches per pass (a lower bound when ``max_pixels`` cuts wide batches short)."""
         return (len(self.widths) + self.bs - 1) // self.bs
 
 

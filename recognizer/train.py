@@ -82,11 +82,19 @@ def loss_on_batch(model: CRNN, batch: dict[str, torch.Tensor], cfg: TrainConfig,
 
 def fit(model: CRNN, tok: CTCTokenizer, train_pool: Pool, cfg: TrainConfig, out_dir: str,
         evaluate: Callable[[CRNN], dict] | None = None, meta: dict | None = None,
-        log: Callable[[str], None] = print) -> dict:
-    """Train for ``cfg.steps`` optimizer steps; resumes from ``out_dir`` when a state is there."""
+        log: Callable[[str], None] = print, on_eval: Callable[[CRNN, list[dict]], bool] | None = None,
+        max_batch_pixels: int | None = None, train_mode: Callable[[CRNN], None] | None = None) -> dict:
+    """Train for ``cfg.steps`` optimizer steps; resumes from ``out_dir`` when a state is there.
+
+    ``on_eval(model, history)`` runs after each evaluation; returning True stops training early
+    (a checkpoint is written first). ``max_batch_pixels`` caps padded pixels per batch
+    (``WidthBucketSampler``), so batches of very wide crops stay within memory. ``train_mode``
+    replaces ``model.train()`` (e.g. to keep BatchNorm statistics frozen while fine-tuning).
+    """
+    train_mode = train_mode or (lambda m: m.train())
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
-    model.to(device).train()
+    train_mode(model.to(device))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, history = 0, []
     state = load_train_state(out_dir)
@@ -94,17 +102,19 @@ def fit(model: CRNN, tok: CTCTokenizer, train_pool: Pool, cfg: TrainConfig, out_
         from recognizer.checkpoint import load_model
 
         model.load_state_dict(load_model(out_dir)[0].state_dict())
-        model.to(device).train()
+        train_mode(model.to(device))
         opt.load_state_dict(state["optimizer"])
         step, history = int(state["step"]), list(state["extra"].get("history", []))
         log(f"resumed from step {step}")
     ds = PoolDataset(train_pool, tok, train=True, seed=cfg.seed + step)
     t0, seen, ema = time.time(), 0, None
-    sampler = WidthBucketSampler(train_pool.widths, cfg.batch_size, seed=cfg.seed + step)
+    sampler = WidthBucketSampler(train_pool.widths, cfg.batch_size, seed=cfg.seed + step,
+                                 max_pixels=max_batch_pixels, height=train_pool.height)
     loader = DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.workers,
                         persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda")
     last = min(cfg.steps, cfg.stop_at or cfg.steps)
-    while step < last:
+    stopped = False
+    while step < last and not stopped:
         for batch in loader:  # each pass reshuffles (the sampler's generator advances)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg)
@@ -122,15 +132,17 @@ def fit(model: CRNN, tok: CTCTokenizer, train_pool: Pool, cfg: TrainConfig, out_
             if evaluate is not None and (step % cfg.eval_every == 0 or step == last):
                 model.eval()
                 res = evaluate(model)
-                model.train()
+                train_mode(model)
                 history.append({"step": step, "ctc": ema, **res})
                 log(f"eval step {step}: {res}")
-            if step % cfg.ckpt_every == 0 or step == last:
+                stopped = bool(on_eval and on_eval(model, history))
+            if step % cfg.ckpt_every == 0 or step == last or stopped:
                 info = {**(meta or {}), "train": asdict(cfg), "step": step, "history": history,
                         "images_seen": seen, "wall_s": time.time() - t0}
                 save_model(model, tok, out_dir, info)
                 save_train_state(out_dir, step, opt, {"history": history})
-            if step >= last:
+            if step >= last or stopped:
                 break
     model.eval()
-    return {"step": step, "history": history, "img_per_s": seen / max(1e-9, time.time() - t0)}
+    return {"step": step, "history": history, "img_per_s": seen / max(1e-9, time.time() - t0),
+            "stopped_early": stopped}

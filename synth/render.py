@@ -46,6 +46,7 @@ class RenderConfig:
     p_rot90: float = 0.0            # 90/270 rotation of the whole crop (eval sets)
     p_rot180: float = 0.0
     brand_mix: dict[str, float] | None = None
+    p_dot_matrix: float = 0.0       # ink-jet dot-matrix print (box codes); 0 draws no random number
 
 
 @dataclass
@@ -60,7 +61,7 @@ class Crop:
 
     @property
     def condition(self) -> str:
-        for t in ("rotated", "inverted", "low_contrast", "colored", "low_res", "blurred",
+        for t in ("dot_matrix", "rotated", "inverted", "low_contrast", "colored", "low_res", "blurred",
                   "textured", "tilted", "clutter"):
             if t in self.tags:
                 return t
@@ -172,6 +173,9 @@ class Renderer:
 
         img, tex = self._surface(rng, sh, sw, bg, tags)
         mask = _print_defects(mask, rng)
+        if cfg.p_dot_matrix and rng.random() < cfg.p_dot_matrix:
+            mask = _dot_matrix(mask, rng, size)
+            tags.append("dot_matrix")
         opacity = rng.uniform(0.75, 1.0) if "low_contrast" in tags else 1.0
         a = (mask * opacity)[:, :, None]
         img = img * (1 - a) + ink[None, None, :] * a
@@ -263,6 +267,20 @@ def _print_defects(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         keep = cv2.GaussianBlur(rng.random(mask.shape).astype(np.float32), (0, 0), 1.2)
         mask = mask * np.clip((keep - 0.35) * 6, 0.15, 1.0)
     return mask
+
+
+def _dot_matrix(mask: np.ndarray, rng: np.random.Generator, size: int) -> np.ndarray:
+    """Ink-jet dot-matrix print: the glyphs sampled on a grid of round dots (about 7 per cap height)."""
+    period = max(2.5, size / rng.uniform(8.5, 11.0))
+    radius = period * rng.uniform(0.32, 0.45)
+    h, w = mask.shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    dy, dx = (yy % period) - period / 2, (xx % period) - period / 2
+    dots = np.clip(radius + 0.5 - np.sqrt(dx * dx + dy * dy), 0, 1)    # anti-aliased discs
+    cell = cv2.dilate(mask, np.ones((int(period) | 1, int(period) | 1), np.uint8))
+    centres = cv2.resize(cv2.resize(mask, (max(1, int(w / period)), max(1, int(h / period))),
+                                    interpolation=cv2.INTER_AREA), (w, h), interpolation=cv2.INTER_NEAREST)
+    return (dots * np.minimum(cell, (centres > 0.3).astype(np.float32))).astype(np.float32)
 
 
 def _perspective(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:

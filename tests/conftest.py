@@ -115,3 +115,34 @@ def prefect_api(tmp_path_factory):
         os.environ.pop("TAGLOOP_HOME", None)
     else:
         os.environ["TAGLOOP_HOME"] = old
+
+
+# --- loop: an embedded MLflow store per test (schema migrated once per session, then copied) ---
+
+@pytest.fixture(scope="session")
+def _mlflow_template(tmp_path_factory) -> str:
+    from mlflow import MlflowClient
+
+    root = tmp_path_factory.mktemp("mlflow-template")
+    uri = f"sqlite:///{root}/mlflow.db"
+    MlflowClient(uri, uri).search_experiments()       # creates and migrates the schema
+    return str(root / "mlflow.db")
+
+
+@pytest.fixture()
+def tagloop_home(tmp_path, monkeypatch, _mlflow_template) -> str:
+    """A fresh TAGLOOP_HOME whose embedded MLflow store exists and is empty; MLflow pointed at it."""
+    import shutil
+
+    from loop.registry import setup_mlflow
+
+    home = tmp_path / "home"
+    (home / "mlflow").mkdir(parents=True)
+    shutil.copy(_mlflow_template, home / "mlflow" / "mlflow.db")
+    monkeypatch.setenv("TAGLOOP_HOME", str(home))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("TAGLOOP_EXTRA_CHARS", raising=False)
+    for key, val in {"MLFLOW_DISABLE_TELEMETRY": "true", "GX_ANALYTICS_ENABLED": "False"}.items():
+        monkeypatch.setenv(key, val)
+    setup_mlflow(str(home))
+    return str(home)

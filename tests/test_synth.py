@@ -107,3 +107,11 @@ def test_renderer_retries_when_trdg_yields_nothing(monkeypatch):
     monkeypatch.setattr(render, "text_layer", lambda *a, **k: None)
     with pytest.raises(RuntimeError, match="could not render"):
         Renderer(seed=0).render(np.random.default_rng(0), label="GY7924")
+
+
+def test_dot_matrix_condition_is_opt_in():
+    plain = Renderer(RenderConfig(), seed=4).render(np.random.default_rng(4))
+    dots = Renderer(RenderConfig(p_dot_matrix=1.0), seed=4).render(np.random.default_rng(4))
+    assert plain.label == dots.label and dots.condition == "dot_matrix" and "dot_matrix" not in plain.tags
+    off = Renderer(RenderConfig(p_dot_matrix=0.0), seed=4).render(np.random.default_rng(4))
+    assert np.array_equal(off.image, plain.image)          # p=0 draws no random number: renders unchanged

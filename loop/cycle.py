@@ -1,0 +1,317 @@
+"""One learning cycle as plain stage functions (a Prefect flow calls the same stages as tasks).
+
+ingest -> champion -> dataset split -> mix -> fine-tune -> evaluate both models on the
+same sets -> gate -> register (+ promote) -> reports. ``run_cycle`` calls them in order.
+Consistency: aliases move only after the gate decided and the challenger's registration
+succeeded; a fine-tune that died resumes from its checkpoint in the work directory
+(keyed by dataset version, champion version and config).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import mlflow
+import pandas as pd
+
+from ingest import dataset
+from ingest.pipeline import IngestConfig, IngestSummary, run_ingest
+from ingest.review import champion_reader
+from ingest.storage import Storage
+from loop.gate import EvalData, GateConfig, GateDecision, SetScore, decide, force, image_condition, length_band, score_sets
+from loop.mix import Mix, MixConfig, build_mix
+from loop.registry import CHALLENGER, CHAMPION, Registry, bootstrap, setup_mlflow
+from loop.regression import RegressionConfig, load_suite
+from recognizer.finetune import FinetuneConfig, FinetuneResult, finetune
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class CycleConfig:
+    mix: MixConfig = field(default_factory=MixConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+    regression: RegressionConfig = field(default_factory=RegressionConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    since: str | None = None           # only corrections created on/after this date count as new
+    forced_by: str | None = None       # a person overriding the gate (--force)
+    embed_evidently: bool = True       # full Evidently report inside drift.html (~5 MB)
+
+
+@dataclass
+class Champion:
+    version: str
+    model_dir: str
+    dataset_version: str | None        # the dataset it was trained on (None: the base model)
+
+
+@dataclass
+class DataSplit:
+    """Rows of the current dataset version relative to what the champion was trained on."""
+
+    dataset_version: str | None
+    new: pd.DataFrame                  # rows the champion has not seen (train + held-out)
+    earlier: pd.DataFrame              # rows of the champion's dataset
+
+    @property
+    def n_new_train(self) -> int:
+        return int((self.new["split"] == "train").sum())
+
+
+@dataclass
+class CycleSummary:
+    ingest: dict[str, Any]
+    champion_version: str
+    challenger_version: str | None
+    promoted: bool
+    reason: str
+    metrics: dict[str, dict]
+    report_uri: str | None
+    mlflow_run_id: str | None = None
+    mix: dict[str, Any] = field(default_factory=dict)
+    gate: dict[str, Any] = field(default_factory=dict)
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """DESIGN.md's ``retrain --json`` object: the ingest keys plus the cycle's."""
+        d = {**self.ingest, **{k: v for k, v in asdict(self).items() if k != "ingest"}}
+        return json.dumps(d, sort_keys=True, default=str)
+
+
+# -- stages ----------------------------------------------------------------------------------
+def champion_stage(home: str, base_dir: str, registry: Registry | None = None) -> Champion:
+    """MLflow set up, the base model registered on first use, the champion downloaded."""
+    setup_mlflow(home)
+    registry = registry or Registry()
+    bootstrap(registry, base_dir)
+    version = registry.alias(CHAMPION)
+    if version is None:
+        raise RuntimeError(f"{registry.name} has versions but no '{CHAMPION}' alias; set one in MLflow")
+    tags = registry.version_tags(version)
+    return Champion(version, registry.download(version, os.path.join(home, "cache", "models")),
+                    tags.get("dataset_version") or None)
+
+
+def ingest_stage(storage: Storage, cfg: IngestConfig, champion: Champion) -> IngestSummary:
+    """``ingest.pipeline.run_ingest`` with the champion screening labels for review."""
+    return run_ingest(storage, cfg, champion_reader(champion.model_dir))
+
+
+def split_stage(storage: Storage, dataset_version: str | None, champion: Champion, since: str | None = None) -> DataSplit:
+    """New rows = rows of ``dataset_version`` absent from the champion's dataset (and created since ``since``)."""
+    current = dataset.read_manifest(storage, dataset_version)
+    seen: set[str] = set()
+    if champion.dataset_version and storage.exists(dataset.manifest_path(champion.dataset_version)):
+        seen = set(dataset.read_manifest(storage, champion.dataset_version)["sample_id"])
+    is_new = ~current["sample_id"].isin(seen)
+    if since:
+        is_new &= current["created_at"].fillna("").astype(str) >= since
+    return DataSplit(dataset_version, current[is_new].reset_index(drop=True),
+                     current[current["sample_id"].isin(seen)].reset_index(drop=True))
+
+
+def mix_stage(storage: Storage, split: DataSplit, cfg: MixConfig) -> Mix:
+    return build_mix(split.new, split.earlier, storage.read, cfg)
+
+
+def finetune_stage(champion: Champion, mix: Mix, cfg: FinetuneConfig, work_dir: str,
+                   on_eval: Callable[[dict], None] | None = None, log: Log = print) -> FinetuneResult:
+    return finetune(champion.model_dir, mix.train, mix.val, cfg, work_dir,
+                    meta={"champion_version": champion.version}, on_eval=on_eval, log=log)
+
+
+def _real_set(name: str, rows: pd.DataFrame, read: Callable[[str], bytes]) -> EvalData:
+    from monitoring.table import format_family
+
+    labels = [str(x) for x in rows["label"]]
+    conds = [image_condition(*r) for r in rows[["brightness", "contrast", "blur", "height"]]
+             .astype(float).itertuples(index=False)]
+    return EvalData(name, list(rows["sample_id"]), labels, [read(o) for o in rows["source_object"]],
+                    {"brand": [format_family(x) for x in labels], "condition": conds,
+                     "length": [length_band(x) for x in labels]})
+
+
+def eval_sets_stage(storage: Storage, split: DataSplit, home: str, reg_cfg: RegressionConfig) -> tuple[list[EvalData], dict]:
+    """Held-out rows the champion had (``heldout``), new held-out rows (``new_batch``), the regression suite."""
+    old = split.earlier[split.earlier["split"] == "heldout"]
+    new = split.new[split.new["split"] == "heldout"]
+    suite, info = load_suite(home, reg_cfg)
+    return [_real_set("heldout", old, storage.read), _real_set("new_batch", new, storage.read), suite], info
+
+
+def read_with(model_dir: str) -> Callable[[list[bytes]], list[tuple[str, float]]]:
+    """Encoded crops -> [(text, confidence)] with the serving predictor of ``model_dir``."""
+    from recognizer.predict import Predictor
+    from recognizer.preprocess import decode_image
+
+    predictor = Predictor(model_dir)
+
+    def read(images: list[bytes]) -> list[tuple[str, float]]:
+        return [(p.text, p.confidence) for p in predictor.predict_arrays([decode_image(b) for b in images])]
+
+    return read
+
+
+def evaluate_stage(model_dirs: dict[str, str], sets: list[EvalData]) -> dict[str, dict[str, SetScore]]:
+    """Each role's model reads every set (fingerprinted as it is read)."""
+    return {role: score_sets(read_with(d), sets) for role, d in model_dirs.items()}
+
+
+def gate_stage(scores: dict[str, dict[str, SetScore]], cfg: GateConfig, forced_by: str | None = None) -> GateDecision:
+    decision = decide(scores["champion"], scores["challenger"], cfg)
+    return force(decision, forced_by) if forced_by else decision
+
+
+def register_stage(registry: Registry, model_dir: str, decision: GateDecision, dataset_version: str | None,
+                   run_id: str) -> str:
+    """Log + register the challenger (alias ``challenger``); promote it when the gate said so."""
+    from loop.pyfunc import log_recognizer
+
+    info = log_recognizer(model_dir)
+    version = registry.register(info.model_uri, {"dataset_version": dataset_version or "", "run_id": run_id,
+                                                 "gate_reason": decision.reason[:4000]})
+    registry.set_alias(CHALLENGER, version)
+    if decision.promote:
+        registry.promote(version, decision.reason, decision.forced_by)
+    return version
+
+
+def metrics_of(scores: dict[str, dict[str, SetScore]], real: list[str]) -> dict[str, dict]:
+    """Per role: pooled exact match on the real sets and the TextMatch summary of every set."""
+    from recognizer.metrics import TextMatch
+
+    out = {}
+    for role, sets in scores.items():
+        tm = TextMatch()
+        for n in real:
+            for p, lab in zip(sets[n].predictions, sets[n].labels):
+                tm.update(p, lab)
+        out[role] = {"overall_real": tm.summary(), "sets": {n: s.summary() for n, s in sets.items()}}
+    return out
+
+
+def report_stage(storage: Storage, run_id: str, split: DataSplit, sets: list[EvalData],
+                 scores: dict[str, dict[str, SetScore]], decision: GateDecision, meta: dict,
+                 workspace_dir: str, embed_evidently: bool) -> tuple[str, dict[str, bytes]]:
+    """Drift (earlier vs new rows) + accuracy (both models on the gate's sets) -> bucket + workspace."""
+    from monitoring.accuracy import EvalSet
+    from monitoring.report import build_reports, publish_reports
+    from monitoring.table import table_from_manifest
+
+    from recognizer.preprocess import decode_image
+
+    evs = [EvalSet(s.name, s.labels, {r: scores[r][s.name].predictions for r in scores},
+                   {r: scores[r][s.name].confidences for r in scores}, s.slices, sample_ids=s.ids,
+                   images=[decode_image(b) for b in s.images] if len(s.images) <= 2000 else None)
+           for s in sets if s.labels]
+    reports = build_reports(run_id, reference=table_from_manifest(split.earlier), current=table_from_manifest(split.new),
+                            sets=evs, gate={"promoted": decision.promote, "reason": decision.reason},
+                            meta=meta, embed_evidently=embed_evidently)
+    publish_reports(reports, storage, workspace_dir)
+    return storage.uri(f"reports/{run_id}/"), reports.files
+
+
+# -- the whole cycle without Prefect --------------------------------------------------------
+class _Clock:
+    def __init__(self) -> None:
+        self.t, self.times = time.perf_counter(), {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.times[name] = round(self.times.get(name, 0.0) + now - self.t, 2)
+        self.t = now
+
+
+def work_dir(home: str, split: DataSplit, champion: Champion, cfg: CycleConfig) -> str:
+    """Fine-tune directory keyed by dataset version, champion and recipe (a rerun resumes there)."""
+    key = json.dumps([split.dataset_version, champion.version, asdict(cfg.mix), asdict(cfg.finetune), cfg.since],
+                     sort_keys=True, default=str)
+    return os.path.join(home, "work", "finetune-" + hashlib.sha256(key.encode()).hexdigest()[:16])
+
+
+def _flat(prefix: str, d: dict) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(f"{prefix}{k}.", v))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _log_eval(rec: dict) -> None:
+    mlflow.log_metrics({f"val_{k}": float(v) for k, v in rec.items() if k in ("exact_match", "norm_edit_distance")}
+                       | ({"train_ctc": float(rec["ctc"])} if rec.get("ctc") is not None else {}), step=int(rec["step"]))
+
+
+def _nothing_new(ing: IngestSummary, champion: Champion, clock: _Clock) -> CycleSummary:
+    reason = f"nothing to learn: no new accepted train-split corrections since champion v{champion.version}"
+    return CycleSummary(json.loads(ing.to_json()), champion.version, None, False, reason, {}, None,
+                        timings_s=clock.times)
+
+
+def run_cycle(storage: Storage, home: str, base_dir: str, cfg: CycleConfig | None = None, log: Log = print) -> CycleSummary:
+    """One full cycle; see the module docstring. Returns the ``retrain --json`` summary."""
+    cfg, clock = cfg or CycleConfig(), _Clock()
+    setup_mlflow(home)
+    registry = Registry()
+    champion = champion_stage(home, base_dir, registry)
+    clock.lap("registry")
+    ing = ingest_stage(storage, cfg.ingest, champion)
+    clock.lap("ingest")
+    split = split_stage(storage, ing.dataset_version, champion, cfg.since)
+    log(f"cycle: champion v{champion.version}, dataset {split.dataset_version}: {split.n_new_train} new train rows, "
+        f"{len(split.earlier)} earlier rows")
+    if split.n_new_train == 0:
+        return _nothing_new(ing, champion, clock)
+    with mlflow.start_run(run_name=f"retrain-{ing.run_id}") as run:
+        mlflow.set_tags({"tagloop.kind": "retrain", "dataset_version": split.dataset_version or "",
+                         "champion_version": champion.version})
+        mix = mix_stage(storage, split, cfg.mix)
+        mlflow.log_params(_flat("", {"dataset_version": split.dataset_version, "champion_version": champion.version,
+                                     "mix": mix.info["config"], "mix_counts": mix.info["counts"],
+                                     "train": asdict(cfg.finetune.train), "patience": cfg.finetune.patience,
+                                     "gate": asdict(cfg.gate), "since": cfg.since}))
+        mlflow.log_dict(mix.info, "mix.json")
+        clock.lap("mix")
+        ft = finetune_stage(champion, mix, cfg.finetune, work_dir(home, split, champion, cfg), _log_eval, log)
+        mlflow.log_metrics({"best_step": ft.best_step, "train_img_per_s": ft.img_per_s})
+        clock.lap("finetune")
+        sets, suite_info = eval_sets_stage(storage, split, home, cfg.regression)
+        scores = evaluate_stage({"champion": champion.model_dir, "challenger": ft.model_dir}, sets)
+        mlflow.set_tags({f"eval.{s.name}.fingerprint": s.fingerprint() for s in sets})
+        clock.lap("evaluate")
+        decision = gate_stage(scores, cfg.gate, cfg.forced_by)
+        log(f"gate: {decision.reason}")
+        metrics = metrics_of(scores, [s.name for s in sets if s.name != "regression" and s.labels])
+        mlflow.log_metrics({f"{role}.{n}.exact_match": s["exact_match"] for role, m in metrics.items()
+                            for n, s in m["sets"].items()})
+        _tag_decision(decision)
+        mlflow.log_dict({**decision.to_dict(), "regression_suite": suite_info}, "gate.json")
+        clock.lap("gate")
+        version = register_stage(registry, ft.model_dir, decision, split.dataset_version, run.info.run_id)
+        clock.lap("register")
+        meta = {"dataset_version": split.dataset_version, "models": {"champion": champion.version, "challenger": version}}
+        uri, files = report_stage(storage, f"retrain-{ing.run_id}", split, sets, scores, decision, meta,
+                                  os.path.join(home, "evidently"), cfg.embed_evidently)
+        for name, data in files.items():
+            mlflow.log_text(data.decode("utf-8", "replace"), f"reports/{name}")
+        clock.lap("reports")
+        mlflow.log_metrics({f"stage_s.{k}": v for k, v in clock.times.items()})
+    return CycleSummary(json.loads(ing.to_json()), champion.version, version, decision.promote, decision.reason,
+                        metrics, uri, run.info.run_id, mix.info["counts"], decision.to_dict(), clock.times)
+
+
+def _tag_decision(decision: GateDecision) -> None:
+    tags = {"gate.promoted": str(decision.promote).lower(), "gate.reason": decision.reason[:5000],
+            "mlflow.note.content": f"**Gate: {'promoted' if decision.promote else 'not promoted'}.** {decision.reason}\n\n"
+                                   + "\n".join(f"- {'ok' if c.passed else 'FAILED'} {c.name}: {c.detail}"
+                                               for c in decision.checks)}
+    if decision.forced_by:
+        tags["gate.forced_by"] = decision.forced_by
+    mlflow.set_tags(tags)

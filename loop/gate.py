@@ -1,0 +1,215 @@
+"""The promotion gate: champion and challenger scored on exactly the same sets.
+
+A set is fingerprinted (count + sha256 over ids, labels and image bytes) when it is
+scored; the gate refuses to compare scores whose fingerprints differ. Checks, in order:
+``overall`` (pooled real held-out data: the challenger must win by ``margin``),
+``sets`` (no evaluation set drops beyond ``set_tolerance``), ``slices`` (brand family,
+condition, length band with at least ``min_slice_n`` crops: no drop beyond
+``slice_tolerance``) and ``regression`` (the frozen synthetic suite drops at most
+``regression_tolerance``). Exact match is ``recognizer.metrics``'s one definition.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from recognizer.metrics import TextMatch
+
+REGRESSION = "regression"
+
+
+class SetMismatch(ValueError):
+    """Champion and challenger were scored on different evaluation sets."""
+
+
+@dataclass
+class GateConfig:
+    margin: float = 0.005               # challenger must beat the champion overall by this much (absolute)
+    set_tolerance: float = 0.02         # largest drop allowed on any one evaluation set
+    slice_tolerance: float = 0.03       # largest drop allowed on any slice of >= min_slice_n crops
+    min_slice_n: int = 20               # smaller slices are reported, not checked (too noisy)
+    regression_tolerance: float = 0.005  # largest drop allowed on the frozen regression suite
+
+
+@dataclass
+class EvalData:
+    """One evaluation set: aligned ids, labels, encoded image bytes and slice columns."""
+
+    name: str
+    ids: list[str]
+    labels: list[str]
+    images: list[bytes]
+    slices: dict[str, list[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        if len(self.labels) != n or len(self.images) != n or any(len(v) != n for v in self.slices.values()):
+            raise ValueError(f"evaluation set {self.name!r}: ids, labels, images and slices differ in length")
+
+    def fingerprint(self) -> str:
+        """``<count>:<sha256 prefix>`` over (id, label, sha256(image bytes)) in order."""
+        h = hashlib.sha256()
+        for i, lab, img in zip(self.ids, self.labels, self.images):
+            h.update(f"{i}\0{lab}\0{hashlib.sha256(img).hexdigest()}\n".encode())
+        return f"{len(self.ids)}:{h.hexdigest()[:20]}"
+
+
+@dataclass
+class SetScore:
+    """One model's readings of one set, with the fingerprint of the set it actually read."""
+
+    name: str
+    fingerprint: str
+    labels: list[str]
+    predictions: list[str]
+    confidences: list[float]
+    slices: dict[str, list[str]]
+
+    def summary(self) -> dict:
+        tm = TextMatch()
+        for i, (p, lab) in enumerate(zip(self.predictions, self.labels)):
+            tm.update(p, lab, {c: v[i] for c, v in self.slices.items()})
+        return tm.summary()
+
+
+Reader = Callable[[list[bytes]], list[tuple[str, float]]]
+
+
+def score_sets(read: Reader, sets: list[EvalData]) -> dict[str, SetScore]:
+    """Read every set with ``read`` (encoded images -> [(text, confidence)])."""
+    out = {}
+    for s in sets:
+        preds = read(s.images) if s.images else []
+        out[s.name] = SetScore(s.name, s.fingerprint(), list(s.labels), [p for p, _ in preds],
+                               [float(c) for _, c in preds], dict(s.slices))
+    return out
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass
+class GateDecision:
+    promote: bool
+    reason: str
+    checks: list[Check]
+    forced_by: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"promote": self.promote, "reason": self.reason, "forced_by": self.forced_by,
+                "checks": [asdict(c) for c in self.checks]}
+
+
+def assert_same_sets(champion: dict[str, SetScore], challenger: dict[str, SetScore]) -> None:
+    """Raise ``SetMismatch`` naming the set unless both were scored on identical sets."""
+    if set(champion) != set(challenger):
+        raise SetMismatch(f"evaluation sets differ: champion {sorted(champion)} vs challenger {sorted(challenger)}")
+    for name in sorted(champion):
+        a, b = champion[name].fingerprint, challenger[name].fingerprint
+        if a != b:
+            raise SetMismatch(f"set {name!r}: champion scored {a}, challenger scored {b} "
+                              "(count:hash of ids, labels and image bytes must be equal)")
+
+
+def _pooled(scores: dict[str, SetScore], names: list[str]) -> dict:
+    tm = TextMatch()
+    for n in names:
+        for p, lab in zip(scores[n].predictions, scores[n].labels):
+            tm.update(p, lab)
+    return tm.summary()
+
+
+def _drop_check(name: str, champ: dict, chall: dict, tol: float) -> Check:
+    d = chall["exact_match"] - champ["exact_match"]
+    return Check(name, d >= -tol - 1e-12,
+                 f"{chall['exact_match']:.3f} vs {champ['exact_match']:.3f} ({d:+.3f}, n={champ['n']}, "
+                 f"allowed drop {tol:.3f})")
+
+
+def _slice_checks(set_name: str, champ: dict, chall: dict, cfg: GateConfig) -> list[Check]:
+    checks = []
+    for col, vals in champ.get("slices", {}).items():
+        for val, s in vals.items():
+            if s["n"] >= cfg.min_slice_n:
+                checks.append(_drop_check(f"slice {set_name}/{col}={val}", s, chall["slices"][col][val],
+                                          cfg.slice_tolerance))
+    return checks
+
+
+def decide(champion: dict[str, SetScore], challenger: dict[str, SetScore], cfg: GateConfig | None = None,
+           real_sets: list[str] | None = None) -> GateDecision:
+    """The gate. ``real_sets`` are pooled for the overall check (default: every set but the regression suite)."""
+    cfg = cfg or GateConfig()
+    assert_same_sets(champion, challenger)
+    real = [n for n in (real_sets or [n for n in champion if n != REGRESSION]) if len(champion[n].labels)]
+    summaries = {n: (champion[n].summary(), challenger[n].summary()) for n in champion}
+    checks = []
+    if real:
+        a, b = _pooled(champion, real), _pooled(challenger, real)
+        d = b["exact_match"] - a["exact_match"]
+        checks.append(Check("overall", d >= cfg.margin - 1e-12,
+                            f"{b['exact_match']:.3f} vs {a['exact_match']:.3f} on {'+'.join(real)} "
+                            f"({d:+.3f}, n={a['n']}, needs {cfg.margin:+.3f})"))
+    else:
+        checks.append(Check("overall", False, "no real held-out crops to judge on"))
+    for n, (a, b) in summaries.items():
+        if n != REGRESSION and a["n"]:
+            checks.append(_drop_check(f"set {n}", a, b, cfg.set_tolerance))
+    for n, (a, b) in summaries.items():
+        checks += _slice_checks(n, a, b, cfg)
+    if REGRESSION in summaries:
+        a, b = summaries[REGRESSION]
+        checks.append(_drop_check("regression", a, b, cfg.regression_tolerance))
+    else:
+        checks.append(Check("regression", False, "the regression suite was not scored"))
+    return _verdict(checks)
+
+
+def _verdict(checks: list[Check]) -> GateDecision:
+    failed = [c for c in checks if not c.passed]
+    overall = next(c for c in checks if c.name == "overall")
+    if not failed:
+        return GateDecision(True, f"promoted: challenger wins overall {overall.detail}; all "
+                                  f"{len(checks) - 1} set, slice and regression checks hold", checks)
+    worst = "; ".join(f"{c.name} failed: {c.detail}" for c in failed[:4])
+    more = f" (+{len(failed) - 4} more failed checks)" if len(failed) > 4 else ""
+    return GateDecision(False, f"not promoted: {worst}{more}", checks)
+
+
+def force(decision: GateDecision, by: str) -> GateDecision:
+    """A person overrides the gate: promote, keeping the checks and saying who decided."""
+    if not by.strip():
+        raise ValueError("--force needs the name of the person deciding (--forced-by)")
+    return GateDecision(True, f"forced by {by}; the gate said: {decision.reason}", decision.checks, by)
+
+
+def length_band(label: str) -> str:
+    n = len(label)
+    return "5-7" if n <= 7 else "8-10" if n <= 10 else "11-14" if n <= 14 else "15+"
+
+
+def image_condition(brightness: float, contrast: float, blur: float, height: float) -> str:
+    """Coarse condition of a real crop from its stored features (real crops carry no render tags).
+
+    Thresholds (grey levels 0-255, Laplacian variance, pixels) mirror the synthetic conditions:
+    dark label -> inverted, low grey std -> low_contrast, small -> low_res, soft -> blurred.
+    """
+    vals = np.array([brightness, contrast, blur, height], dtype=float)
+    if np.isnan(vals).any():
+        return "unknown"
+    if brightness < 90:
+        return "inverted"
+    if contrast < 30:
+        return "low_contrast"
+    if height < 20:
+        return "low_res"
+    if blur < 60:
+        return "blurred"
+    return "clean"

@@ -1,0 +1,208 @@
+"""MLflow setup and the model registry: versions, aliases, promotion, rollback, downloads.
+
+Embedded by default: tracking to ``sqlite:///$TAGLOOP_HOME/mlflow/mlflow.db`` with artifacts
+under ``$TAGLOOP_HOME/mlflow/artifacts``; ``MLFLOW_TRACKING_URI`` points it at a server.
+Aliases: ``champion`` (what serving loads), ``challenger`` (last candidate),
+``previous-champion`` (rollback target). Each promoted version carries the tag
+``replaced`` (the version it replaced), so rollbacks can walk back more than one step.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+from dataclasses import dataclass
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+MODEL_NAME = "product-code-recognizer"
+EXPERIMENT = "tagloop"
+CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous-champion"
+
+
+def tracking_uri(home: str) -> str:
+    """``MLFLOW_TRACKING_URI`` when set, else the embedded SQLite store under ``home``."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{os.path.join(home, 'mlflow', 'mlflow.db')}"
+
+
+def setup_mlflow(home: str, experiment: str = EXPERIMENT) -> str:
+    """Point MLflow at the tracking store and select the experiment (created on first use)."""
+    uri = tracking_uri(home)
+    embedded = "MLFLOW_TRACKING_URI" not in os.environ or not os.environ["MLFLOW_TRACKING_URI"]
+    if embedded:
+        os.makedirs(os.path.join(home, "mlflow", "artifacts"), exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient(uri, uri)
+    if client.get_experiment_by_name(experiment) is None:
+        location = f"file://{os.path.join(home, 'mlflow', 'artifacts')}" if embedded else None
+        client.create_experiment(experiment, artifact_location=location)
+    mlflow.set_experiment(experiment)
+    return uri
+
+
+@dataclass
+class AliasMove:
+    """What a promotion or rollback did (version numbers as strings; None = alias absent)."""
+
+    champion: str | None
+    previous_champion: str | None
+    before: dict[str, str | None]
+
+
+class Registry:
+    """The registered model ``name`` and its aliases (requires ``setup_mlflow`` first)."""
+
+    def __init__(self, name: str = MODEL_NAME, client: MlflowClient | None = None) -> None:
+        self.name = name
+        self._client = client
+
+    @property
+    def client(self) -> MlflowClient:
+        """Created on first use, so it follows ``setup_mlflow`` even when the Registry was made before."""
+        if self._client is None:
+            self._client = MlflowClient(mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+        return self._client
+
+    # -- reading ----------------------------------------------------------------------
+    def versions(self) -> list[str]:
+        """Registered version numbers, ascending."""
+        try:
+            found = self.client.search_model_versions(f"name='{self.name}'")
+        except MlflowException:
+            return []
+        return sorted((str(v.version) for v in found), key=int)
+
+    def alias(self, alias: str) -> str | None:
+        """Version carrying ``alias``, or None."""
+        try:
+            return str(self.client.get_model_version_by_alias(self.name, alias).version)
+        except MlflowException:
+            return None
+
+    def aliases(self) -> dict[str, str | None]:
+        return {a: self.alias(a) for a in (CHAMPION, CHALLENGER, PREVIOUS)}
+
+    def version_tags(self, version: str) -> dict[str, str]:
+        return dict(self.client.get_model_version(self.name, version).tags)
+
+    # -- writing ----------------------------------------------------------------------
+    def register(self, model_uri: str, tags: dict[str, str] | None = None) -> str:
+        """Register a logged model; returns the new version number."""
+        try:
+            self.client.get_registered_model(self.name)
+        except MlflowException:
+            self.client.create_registered_model(self.name, description="tagloop product-code recognizer")
+        mv = mlflow.register_model(model_uri, self.name, tags=tags)
+        return str(mv.version)
+
+    def set_alias(self, alias: str, version: str) -> None:
+        self.client.set_registered_model_alias(self.name, alias, version)
+
+    def _drop_alias(self, alias: str) -> None:
+        if self.alias(alias) is not None:
+            self.client.delete_registered_model_alias(self.name, alias)
+
+    def promote(self, version: str, reason: str, forced_by: str | None = None) -> AliasMove:
+        """``previous-champion`` <- current champion, ``champion`` <- ``version``."""
+        before = self.aliases()
+        old = before[CHAMPION]
+        if old == version:
+            raise ValueError(f"version {version} is already the champion")
+        tags = {"promoted_at": _now(), "promotion_reason": reason[:4000], "replaced": old or ""}
+        if forced_by:
+            tags.update(forced="true", forced_by=forced_by)
+        for k, v in tags.items():
+            self.client.set_model_version_tag(self.name, version, k, v)
+        if old is not None:
+            self.set_alias(PREVIOUS, old)
+        self.set_alias(CHAMPION, version)
+        return AliasMove(version, old, before)
+
+    def rollback(self, by: str = "") -> AliasMove:
+        """``champion`` <- ``previous-champion``; ``previous-champion`` <- the version that one replaced."""
+        before = self.aliases()
+        target = before[PREVIOUS]
+        if target is None:
+            raise ValueError(f"{self.name}: no '{PREVIOUS}' alias to roll back to "
+                             f"(champion is {before[CHAMPION] or 'unset'})")
+        if before[CHAMPION] is not None:
+            self.client.set_model_version_tag(self.name, before[CHAMPION], "rolled_back_at", _now())
+            if by:
+                self.client.set_model_version_tag(self.name, before[CHAMPION], "rolled_back_by", by)
+        self.set_alias(CHAMPION, target)
+        earlier = self.version_tags(target).get("replaced") or None
+        if earlier and earlier != target:
+            self.set_alias(PREVIOUS, earlier)
+        else:
+            self._drop_alias(PREVIOUS)
+        return AliasMove(target, self.alias(PREVIOUS), before)
+
+    # -- artifacts ----------------------------------------------------------------------
+    def download(self, version: str, cache_dir: str) -> str:
+        """Weights+config directory of ``version``, cached under ``cache_dir`` (versions never change)."""
+        from loop.pyfunc import artifact_dir
+
+        key = hashlib.sha256(f"{mlflow.get_registry_uri()}|{self.name}".encode()).hexdigest()[:12]
+        dst = os.path.join(cache_dir, key, str(version))
+        if os.path.isdir(dst):
+            return artifact_dir(dst)
+        tmp = f"{dst}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+        mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{self.name}/{version}", dst_path=tmp)
+        os.replace(tmp, dst)
+        return artifact_dir(dst)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def bootstrap(registry: Registry, base_dir: str) -> str | None:
+    """First use: log the shipped base model, register it as version 1 and make it the champion.
+
+    Returns the new version, or None when the registry already had versions.
+    """
+    if registry.versions():
+        return None
+    from loop.pyfunc import log_recognizer
+
+    with mlflow.start_run(run_name="bootstrap-base-model") as run:
+        mlflow.set_tags({"tagloop.kind": "bootstrap",
+                         "mlflow.note.content": "The shipped base model (synthetic data only), registered "
+                                                "as the first champion."})
+        mlflow.log_params({"source": "recognizer/base_model"})
+        info = log_recognizer(base_dir)
+    version = registry.register(info.model_uri, {"source": "base_model", "run_id": run.info.run_id})
+    registry.client.set_model_version_tag(registry.name, version, "promotion_reason", "bootstrap: shipped base model")
+    registry.set_alias(CHAMPION, version)
+    return version
+
+
+def parse_model_ref(ref: str) -> tuple[str, str, str]:
+    """``champion`` or ``models:/NAME@ALIAS`` / ``models:/NAME/VERSION`` -> (name, kind, value)."""
+    if ref == CHAMPION:
+        return MODEL_NAME, "alias", CHAMPION
+    body = ref[len("models:/"):] if ref.startswith("models:/") else None
+    if not body or "/" not in body and "@" not in body:
+        raise ValueError(f"{ref}: expected models:/NAME@ALIAS or models:/NAME/VERSION")
+    if "@" in body:
+        name, alias = body.split("@", 1)
+        return name, "alias", alias
+    name, version = body.rsplit("/", 1)
+    if not version.isdigit():
+        raise ValueError(f"{ref}: version must be a number")
+    return name, "version", version
+
+
+def resolve_registry_model(ref: str, home: str) -> str | None:
+    """Registry reference -> local weights+config directory, or None when the registry lacks it."""
+    name, kind, value = parse_model_ref(ref)
+    setup_mlflow(home)
+    registry = Registry(name)
+    version = registry.alias(value) if kind == "alias" else value if value in registry.versions() else None
+    return registry.download(version, os.path.join(home, "cache", "models")) if version else None

@@ -1,0 +1,118 @@
+"""Fine-tuning from a champion: charset extension, early stopping, resume, width-capped batches, learning."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from recognizer.checkpoint import load_model, read_config, save_model
+from recognizer.data import WidthBucketSampler
+from recognizer.evaluate import evaluate_pool, read_batch
+from recognizer.finetune import FinetuneConfig, extend_charset, finetune
+from recognizer.model import CRNN, ModelConfig
+from recognizer.synthdata import Pool
+from recognizer.tokenizer import CTCTokenizer
+from recognizer.train import TrainConfig
+
+QUIET = dict(log=lambda s: None)
+
+
+def _tiny_artifact(path: str) -> str:
+    torch.manual_seed(0)
+    tok = CTCTokenizer()
+    return save_model(CRNN(ModelConfig(num_classes=tok.num_classes, channels=(8, 16, 16, 16), hidden=16)), tok, path)
+
+
+def _relabel(pool: Pool, labels: list[str]) -> Pool:
+    return Pool(pool.height, pool.pixels, pool.widths, pool.offsets, labels)
+
+
+def _head(pool: Pool, n: int = 48) -> Pool:
+    return Pool._pack([pool.image(i) for i in range(n)], pool.labels[:n], pool.height)
+
+
+def _cfg(**kw) -> FinetuneConfig:
+    train = dict(steps=8, batch_size=16, lr=1e-3, warmup=2, eval_every=4, ckpt_every=4, workers=0)
+    train.update(kw.pop("train", {}))
+    return FinetuneConfig(train=TrainConfig(**train), **kw)
+
+
+def test_extend_charset_keeps_old_readings_identical(base_model_dir, tiny_pool):
+    model, tok, _ = load_model(base_model_dir)
+    grays = [tiny_pool.image(i) for i in range(48)]
+    before = read_batch(model, tok, grays)
+    new_model, new_tok = extend_charset(model, tok, "+&A")          # 'A' is known: not appended twice
+    assert new_tok.charset == tok.charset + "+&" and new_model.fc.out_features == tok.num_classes + 2
+    assert torch.equal(new_model.fc.weight[:tok.num_classes], model.fc.weight)
+    after = read_batch(new_model.eval(), new_tok, grays)
+    assert [t for t, _ in after] == [t for t, _ in before]
+    assert np.allclose([c for _, c in after], [c for _, c in before], atol=1e-4)
+    assert extend_charset(model, tok, "AB")[1] is tok                 # nothing new: unchanged
+
+
+def test_finetune_appends_characters_of_new_labels(tmp_path, tiny_pool):
+    init = _tiny_artifact(str(tmp_path / "init"))
+    labels = [lab[:3] + "+" + lab[3:] if i % 3 == 0 else lab for i, lab in enumerate(tiny_pool.labels)]
+    res = finetune(init, _relabel(tiny_pool, labels), _head(_relabel(tiny_pool, labels)), _cfg(), str(tmp_path / "ft"),
+                   **QUIET)
+    cfg = read_config(res.model_dir)
+    assert res.added_chars == "+" and cfg["charset"] == CTCTokenizer().charset + "+"
+    assert cfg["meta"]["added_chars"] == "+" and cfg["model"]["num_classes"] == len(cfg["charset"]) + 1
+    load_model(res.model_dir)                                          # loads with the extended head
+
+
+def test_early_stopping_keeps_the_best_checkpoint(tmp_path, tiny_pool, base_model_dir):
+    """A destructive learning rate never beats the warm start: stop after `patience`, return step 0."""
+    val = _head(tiny_pool)
+    res = finetune(base_model_dir, tiny_pool, val, _cfg(train={"lr": 0.5, "steps": 40}, patience=2),
+                   str(tmp_path / "ft"), **QUIET)
+    assert res.stopped_early and res.steps == 8 and res.best_step == 0
+    m0, tok0, _ = load_model(base_model_dir)
+    best, tok, _ = load_model(res.model_dir)
+    assert evaluate_pool(best, tok, val)["exact_match"] == evaluate_pool(m0, tok0, val)["exact_match"]
+
+
+def test_a_run_that_dies_resumes_from_its_checkpoint(tmp_path, tiny_pool):
+    init, out = _tiny_artifact(str(tmp_path / "init")), str(tmp_path / "ft")
+
+    def die_at_8(rec):
+        if rec["step"] == 8:
+            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError, match="killed"):
+        finetune(init, tiny_pool, _head(tiny_pool), _cfg(train={"steps": 12}), out, on_eval=die_at_8, **QUIET)
+    logs: list[str] = []
+    res = finetune(init, tiny_pool, _head(tiny_pool), _cfg(train={"steps": 12}), out, log=logs.append)
+    assert any("resumed from step 4" in line for line in logs) and res.steps == 12
+    assert [h["step"] for h in res.history] == [4, 8, 12]
+
+
+def test_width_buckets_cap_padded_pixels():
+    widths = np.r_[np.full(200, 60), np.full(40, 1024), np.full(10, 500)]
+    sampler = WidthBucketSampler(widths, 64, seed=0, max_pixels=64 * 32 * 256, height=32)
+    batches = list(sampler)
+    assert sorted(i for b in batches for i in b) == list(range(len(widths)))
+    assert max(len(b) * widths[b].max() * 32 for b in batches) <= 64 * 32 * 256
+    assert max(len(b) for b in batches) == 64 and max(len(b) for b in batches if widths[b].max() == 1024) == 16
+
+
+DOTS = dict(p_dot_matrix=1.0, p_blur=0.0, p_motion=0.0, p_low_res=0.0, p_tilt=0.0, p_perspective=0.0,
+            p_curve=0.0, p_clutter=0.0, p_side_clutter=0.0, p_texture=0.0, p_inverted=0.0, p_colored=0.0,
+            p_low_contrast=0.0, p_faded=0.0, p_shadow=0.0, p_glare=0.0, p_jpeg=0.0, text_px=(28, 40))
+
+
+@pytest.mark.slow
+def test_tiny_finetune_learns_a_shifted_domain(tmp_path, base_model_dir):
+    """Dot-matrix print (never rendered for the base model): a short CPU fine-tune lifts exact match."""
+    from recognizer.synthdata import render_pool
+
+    torch.set_num_threads(2)
+    train = render_pool(300, seed=78, workers=1, chunk=300, cfg_dict=DOTS)
+    val = render_pool(60, seed=80, workers=1, chunk=60, cfg_dict=DOTS)
+    test = render_pool(150, seed=77, workers=1, chunk=150, cfg_dict=DOTS)
+    m, tok, _ = load_model(base_model_dir)
+    before = evaluate_pool(m, tok, test)["exact_match"]
+    cfg = _cfg(train={"steps": 40, "batch_size": 16, "lr": 2e-3, "warmup": 5, "eval_every": 20, "ckpt_every": 20})
+    res = finetune(base_model_dir, train, val, cfg, str(tmp_path / "ft"), **QUIET)
+    m2, tok2, _ = load_model(res.model_dir)
+    after = evaluate_pool(m2, tok2, test)["exact_match"]
+    assert before < 0.4 and after >= before + 0.1, (before, after)

@@ -1,0 +1,106 @@
+"""Embedded MLflow registry: bootstrap, aliases on promotion and rollback, the pyfunc, model refs."""
+from __future__ import annotations
+
+import io
+import json
+import os
+
+import mlflow
+import pandas as pd
+import pytest
+from PIL import Image
+
+from flows.settings import base_model_dir, resolve_model
+from loop.pyfunc import log_recognizer
+from loop.registry import Registry, bootstrap, parse_model_ref, tracking_uri
+
+
+def _register_copy(registry: Registry, model_dir: str) -> str:
+    with mlflow.start_run():
+        info = log_recognizer(model_dir)
+    return registry.register(info.model_uri)
+
+
+def test_default_tracking_is_sqlite_under_home(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking_uri(str(tmp_path)) == f"sqlite:///{tmp_path}/mlflow/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000")
+    assert tracking_uri(str(tmp_path)) == "http://mlflow.internal:5000"
+
+
+def test_bootstrap_promote_rollback_move_aliases(tagloop_home):
+    reg = Registry()
+    assert resolve_model("champion") == base_model_dir()           # empty registry: shipped model
+    assert bootstrap(reg, base_model_dir()) == "1" and bootstrap(reg, base_model_dir()) is None
+    assert reg.aliases() == {"champion": "1", "challenger": None, "previous-champion": None}
+    champ_dir = resolve_model("champion")
+    assert champ_dir.startswith(tagloop_home)
+    assert open(os.path.join(champ_dir, "model.safetensors"), "rb").read() == \
+        open(os.path.join(base_model_dir(), "model.safetensors"), "rb").read()
+
+    v2 = _register_copy(reg, base_model_dir())
+    reg.set_alias("challenger", v2)
+    move = reg.promote(v2, "test promotion", forced_by="kim")
+    assert (move.champion, move.previous_champion) == ("2", "1")
+    assert reg.aliases() == {"champion": "2", "challenger": "2", "previous-champion": "1"}
+    tags = reg.version_tags("2")
+    assert tags["forced_by"] == "kim" and tags["replaced"] == "1" and tags["promotion_reason"] == "test promotion"
+    with pytest.raises(ValueError, match="already the champion"):
+        reg.promote("2", "again")
+    v3 = _register_copy(reg, base_model_dir())
+    reg.promote(v3, "third")
+    assert reg.aliases()["previous-champion"] == "2"
+
+    back = reg.rollback(by="lee")
+    assert (back.champion, back.previous_champion) == ("2", "1")   # walks back along 'replaced'
+    assert reg.version_tags("3")["rolled_back_by"] == "lee"
+    reg.rollback()
+    assert reg.aliases()["champion"] == "1" and reg.aliases()["previous-champion"] is None
+    with pytest.raises(ValueError, match="no 'previous-champion'"):
+        reg.rollback()
+    assert resolve_model("models:/product-code-recognizer/3").endswith(os.path.join("3", "artifacts", "base_model"))
+    with pytest.raises(ValueError, match="no such registered model version"):
+        resolve_model("models:/product-code-recognizer/9")
+
+
+def test_cli_rollback_json(tagloop_home, capsys):
+    from flows.cli import main
+
+    reg = Registry()
+    bootstrap(reg, base_model_dir())
+    reg.promote(_register_copy(reg, base_model_dir()), "test")
+    assert main(["rollback", "--json", "--by", "ops"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["champion"] == "1" and out["before"]["champion"] == "2" and out["previous_champion"] is None
+    assert Registry().alias("champion") == "1"
+    assert main(["rollback"]) == 2                                  # nothing left to roll back to
+
+
+def test_pyfunc_reads_variable_width_crops_without_pickles(tagloop_home, synth_crops):
+    reg = Registry()
+    bootstrap(reg, base_model_dir())
+    model = mlflow.pyfunc.load_model("models:/product-code-recognizer@champion")
+    crops = synth_crops[:4]
+    assert len({c.image.shape[1] for c in crops}) > 1
+    def png(rgb):
+        buf = io.BytesIO()
+        Image.fromarray(rgb).save(buf, format="PNG")
+        return buf.getvalue()
+    out = model.predict(pd.DataFrame({"image": [png(c.image) for c in crops] + [b"not an image"]}))
+    assert list(out.columns) == ["prediction", "confidence", "error"] and len(out) == 5
+    assert (out["error"][:4] == "").all() and out["error"][4].startswith("not a readable image")
+    assert out["confidence"][4] == 0 and out["confidence"][:4].between(0, 1).all()
+    from recognizer.predict import Predictor
+
+    direct = [p.text for p in Predictor(base_model_dir()).predict_arrays([c.image for c in crops])]
+    assert list(out["prediction"][:4]) == direct
+    local = mlflow.artifacts.download_artifacts("models:/product-code-recognizer/1")
+    assert not [f for _, _, fs in os.walk(local) for f in fs if f.endswith((".pkl", ".pickle", ".cloudpickle"))]
+
+
+def test_model_refs():
+    assert parse_model_ref("champion") == ("product-code-recognizer", "alias", "champion")
+    assert parse_model_ref("models:/product-code-recognizer@previous-champion")[2] == "previous-champion"
+    assert parse_model_ref("models:/product-code-recognizer/12") == ("product-code-recognizer", "version", "12")
+    with pytest.raises(ValueError):
+        parse_model_ref("models:/product-code-recognizer/latest")
