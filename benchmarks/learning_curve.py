@@ -111,9 +111,10 @@ def main() -> None:
     ap.add_argument("--suite-per-family", type=int, default=60, help="regression suite crops per brand family")
     ap.add_argument("--workers", type=int, default=2, help="rendering processes")
     ap.add_argument("--seed", type=int, default=0, help="mix and training seed")
+    ap.add_argument("--name", default="learning_curve", help="results file name (benchmarks/results/NAME.json)")
     args = ap.parse_args()
     settings = setup_environment()
-    root = settings.path("bench", "learning_curve")
+    root = settings.path("bench", args.name)
     ns = [int(x) for x in args.n.split(",")]
     pool = render_jpegs(max(ns), seed=9_101, workers=args.workers)
     imgs, labels = render_jpegs(args.test_n, seed=9_202, workers=args.workers)
@@ -122,7 +123,7 @@ def main() -> None:
     for n in ns:
         points.append(one_point(n, pool, test, args, root))
         print(points[-1], flush=True)
-        save("learning_curve", {"domain": f"warehouse dot-matrix print, RenderConfig overrides {DOMAIN}",
+        save(args.name, {"domain": f"warehouse dot-matrix print, RenderConfig overrides {DOMAIN}",
                                 "config": vars(args), "test_n": args.test_n, "points": points})
 
 
