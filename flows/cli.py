@@ -184,9 +184,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from flows.demo import run_demo
+    from flows.demo import DemoConfig, run_demo
 
-    return run_demo(setup_environment(), n=args.n)
+    return run_demo(setup_environment(), DemoConfig(n_shifted=args.n, steps=args.steps))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -194,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo", help="one full cycle on embedded defaults")
-    d.add_argument("--n", type=int, default=12, help="number of sample crops to render and read")
+    d.add_argument("--n", type=int, default=240, help="simulated corrections from the new (dot-matrix) domain")
+    d.add_argument("--steps", type=int, default=150, help="fine-tune steps (the LR schedule; early stopping may end sooner)")
     d.set_defaults(func=cmd_demo)
 
     ig = sub.add_parser("ingest", help="pull + validate new corrections -> dataset version")
