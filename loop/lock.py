@@ -2,9 +2,10 @@
 
 Whatever starts them (a deployment, ``tagloop retrain``, the demo, two machines), they
 share the bucket, so the lock lives there: ``state/retrain/lock.json`` holding the owner,
-a random token and an expiry. Acquiring creates the object only if it is absent (GCS
-``ifGenerationMatch=0``, a hard link on a directory) and reads it back (an emulator that
-ignores preconditions would let a second writer overwrite it: the read-back catches that).
+a random token and an expiry. Acquiring checks for a live lock, then creates the object only if it
+is absent (GCS ``ifGenerationMatch=0``, a hard link on a directory) and reads it back (the
+GCS emulator ignores preconditions: there the check + read-back narrow the race to
+milliseconds; real GCS and directories make it atomic).
 The holder refreshes the expiry at every stage; a run that dies without releasing leaves a
 lock that the next run takes over once it has expired (``ttl_s``, default 3 h).
 """
@@ -54,22 +55,22 @@ class BucketLock:
     def acquire(self, log: Callable[[str], None] = print) -> None:
         """Take the lock or raise ``LockHeld`` (an expired lock is taken over)."""
         self.token = secrets.token_hex(8)
-        for _ in range(2):
+        for _ in range(3):
+            held = self.current()
+            if held is not None:
+                if float(held.get("expires_at", 0)) > time.time():
+                    raise LockHeld(
+                        f"another retrain holds {self.storage.uri(self.key)}: owner {held.get('owner')}, "
+                        f"since {held.get('acquired_at')}, expires {held.get('expires')}. It is released when that "
+                        "run ends; if no retrain is running (a killed process), delete that object or wait for "
+                        "the expiry")
+                log(f"lock: taking over the expired lock of {held.get('owner')} (expired {held.get('expires')})")
+                self.storage.delete_state(self.key)
             if self.storage.create(self.key, self._doc()):
                 held = self.current()
                 if held and held.get("token") == self.token:
                     return
                 raise LockHeld(f"lost the race for {self.storage.uri(self.key)} to {held and held.get('owner')}")
-            held = self.current()
-            if held is None:
-                continue
-            if float(held.get("expires_at", 0)) > time.time():
-                raise LockHeld(
-                    f"another retrain holds {self.storage.uri(self.key)}: owner {held.get('owner')}, "
-                    f"since {held.get('acquired_at')}, expires {held.get('expires')}. It is released when that run "
-                    "ends; if no retrain is running (a killed process), delete that object or wait for the expiry")
-            log(f"lock: taking over the expired lock of {held.get('owner')} (expired {held.get('expires')})")
-            self.storage.delete_state(self.key)
         raise LockHeld(f"could not take {self.storage.uri(self.key)}: it keeps reappearing")
 
     def refresh(self) -> None:
