@@ -41,7 +41,7 @@ class DemoConfig:
     mix_replay: float = 0.1
     mix_synthetic: float = 0.4
     min_synthetic: int = 300
-    suite_per_family: int = 20   # regression suite: 20 crops per brand family (220 + condition top-ups)
+    suite_per_family: int = 60   # the default regression suite (660 crops), the default gate
     seed: int = 2026
 
 

@@ -20,12 +20,17 @@ from flows.simulate import DOT_MATRIX_DOMAIN, seed_corrections
 
 pytestmark = pytest.mark.slow
 
-# small but real: enough steps on the new domain to win on it. The regression suite is tiny
-# (6 crops per brand family, ~70 crops), so one crop is ~1.5 points: allow 0.05 there.
-SMALL = dict(steps=150, batch_size=32, lr=7e-4, eval_every=50, patience=3, mix_new=0.5, mix_replay=0.1,
-             mix_synthetic=0.4, min_synthetic=300, workers=1, embed_evidently=False, regression_tolerance=0.05,
-             overrides={"mix": {"min_val": 30}, "regression": {"per_family": 6, "min_per_condition": 1},
-                        "ingest": {"min_age_s": 0}})
+# Small but real: 150 steps on 300 corrections from the new domain are enough to win on it.
+# The regression suite is tiny here (6 crops per brand family, ~70 crops, one crop = 1.5 points),
+# so its overall tolerance is wide and its slices are reported, not checked (min_slice_n);
+# the strict defaults are covered by tests/test_loop_gate.py. The poisoned night is refused
+# on the real sets (held-out, overall), not on the suite.
+GATE = {"gate": {"min_slice_n": 1000}, "regression": {"per_family": 6, "min_per_condition": 1},
+        "ingest": {"min_age_s": 0}, "mix": {"min_val": 30}}
+NIGHT = dict(batch_size=32, lr=7e-4, eval_every=50, patience=3, mix_new=0.5, mix_replay=0.1, mix_synthetic=0.4,
+             min_synthetic=300, workers=1, embed_evidently=False, regression_tolerance=0.15, overrides=GATE)
+SMALL = dict(NIGHT, steps=150)
+SHORT = dict(NIGHT, steps=40, eval_every=20)       # no promotion needed: the orchestration is what is tested
 
 
 def _new_bucket(project: str = "tagloop-e2e"):
@@ -57,14 +62,17 @@ def _check_run_agrees(storage, s) -> dict:
     return acc
 
 
-def test_two_nights_first_promotes_second_refuses_poison(prefect_api, tagloop_home, gcs_emulator):
+def test_two_nights_first_promotes_second_refuses_poison(prefect_api, tagloop_home, gcs_emulator, capsys):
     from flows.retrain import retrain
     from loop.registry import Registry
     from synth.render import RenderConfig
 
     storage = _new_bucket()
     seed_corrections(storage, 300, "2026-11-20", 1, RenderConfig(**DOT_MATRIX_DOMAIN), base_model_dir(), n_bad=5)
-    first = retrain(bucket=storage.url, **SMALL)
+    first = retrain(bucket=storage.url, progress=True, **SMALL)
+    out = capsys.readouterr().out
+    at = [out.index(f"[{k}/10] ") for k in range(1, 11)]            # every stage, in data-path order
+    assert at == sorted(at)
     reg = Registry()
     assert first.promoted, first.reason
     assert (first.champion_version, first.challenger_version) == ("1", "2")
@@ -79,7 +87,7 @@ def test_two_nights_first_promotes_second_refuses_poison(prefect_api, tagloop_ho
     champion_dir = Registry().download("2", f"{tagloop_home}/cache/models")
     seed_corrections(storage, 120, "2026-11-21", 2, RenderConfig(**DOT_MATRIX_DOMAIN), champion_dir, n_bad=5,
                      poison=True)
-    second = retrain(bucket=storage.url, **SMALL)
+    second = retrain(bucket=storage.url, **SHORT)
     assert not second.promoted and second.reason.startswith("not promoted")
     assert (second.champion_version, second.challenger_version) == ("2", "3")
     assert reg.aliases() == {"champion": "2", "challenger": "3", "previous-champion": "1"}
@@ -146,7 +154,7 @@ def test_bucket_outage_mid_run_fails_cleanly_then_resumes(prefect_api, tagloop_h
 
     monkeypatch.setattr(pipeline.dataset, "write_version", write_version_then_outage)
     with pytest.raises(Exception) as failed:
-        retrain(bucket=storage.url, lock_ttl_s=30, **SMALL)
+        retrain(bucket=storage.url, lock_ttl_s=30, **SHORT)
     assert "127.0.0.1" in str(failed.value) or "Connection" in type(failed.value).__name__
     monkeypatch.setattr(pipeline.dataset, "write_version", real_write_version)
     start()
@@ -154,10 +162,10 @@ def test_bucket_outage_mid_run_fails_cleanly_then_resumes(prefect_api, tagloop_h
     assert load_state(storage).dataset_version is None          # no dataset version became current
     stale = json.loads(storage.read("state/retrain/lock.json"))
     with pytest.raises(LockHeld, match="another retrain holds"):  # the dead run could not release its lock
-        retrain(bucket=storage.url, **SMALL)
+        retrain(bucket=storage.url, **SHORT)
     time.sleep(max(0.0, stale["expires_at"] - time.time()) + 0.5)  # ... until it expires
 
-    s = retrain(bucket=storage.url, **SMALL)
+    s = retrain(bucket=storage.url, **SHORT)
     state = load_state(storage)
     items = {k for k in state.processed}
     assert len(items) == seeded.n_good + seeded.n_bad == s.ingest["n_new"]
