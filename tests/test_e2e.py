@@ -82,7 +82,9 @@ def test_two_nights_first_promotes_second_refuses_poison(prefect_api, tagloop_ho
                                                        "label_charset"}
     m = first.metrics
     assert m["challenger"]["sets"]["new_batch"]["exact_match"] > m["champion"]["sets"]["new_batch"]["exact_match"]
-    assert _check_run_agrees(storage, first)["meta"]["models"] == {"champion": "1", "challenger": "2"}
+    acc = _check_run_agrees(storage, first)
+    assert acc["models"] == {"champion": "1", "challenger": "2"}
+    assert acc["dataset_version"] == first.ingest["dataset_version"]
 
     champion_dir = Registry().download("2", f"{tagloop_home}/cache/models")
     seed_corrections(storage, 120, "2026-11-21", 2, RenderConfig(**DOT_MATRIX_DOMAIN), champion_dir, n_bad=5,
@@ -92,7 +94,7 @@ def test_two_nights_first_promotes_second_refuses_poison(prefect_api, tagloop_ho
     assert (second.champion_version, second.challenger_version) == ("2", "3")
     assert reg.aliases() == {"champion": "2", "challenger": "3", "previous-champion": "1"}
     assert second.ingest["n_new"] == 125 and second.ingest["dataset_version"] != first.ingest["dataset_version"]
-    _check_run_agrees(storage, second)
+    assert _check_run_agrees(storage, second)["models"] == {"champion": "2", "challenger": "3"}
     assert reg.version_tags("3")["dataset_version"] == second.ingest["dataset_version"]
     assert "promoted_at" not in reg.version_tags("3") and "promoted_at" in reg.version_tags("2")
     assert not storage.exists("state/retrain/lock.json")
