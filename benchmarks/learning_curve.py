@@ -18,6 +18,7 @@ import time
 
 from benchmarks.common import save
 from flows.settings import base_model_dir, setup_environment
+from flows.simulate import DOT_MATRIX_DOMAIN
 from ingest.corrections import write_correction
 from ingest.pipeline import IngestConfig
 from ingest.storage import open_storage
@@ -30,8 +31,7 @@ from recognizer.finetune import FinetuneConfig
 from recognizer.metrics import TextMatch
 from recognizer.train import TrainConfig
 
-DOMAIN = {"p_dot_matrix": 1.0, "p_tilt": 0.1, "max_tilt": 12.0, "p_blur": 0.1, "p_motion": 0.0,
-          "p_low_res": 0.03, "p_curve": 0.0, "p_perspective": 0.2}
+DOMAIN = DOT_MATRIX_DOMAIN
 
 
 def render_jpegs(n: int, seed: int, workers: int) -> tuple[list[bytes], list[str]]:

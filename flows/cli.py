@@ -75,17 +75,14 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from ingest.pipeline import IngestConfig, ValidationFailed, run_ingest
-    from ingest.review import champion_reader
-    from ingest.storage import StorageError, open_storage
+    setup_environment()                     # before Prefect is imported: PREFECT_HOME under TAGLOOP_HOME
+    from flows.ingest import ingest
+    from ingest.pipeline import ValidationFailed
+    from ingest.storage import StorageError
 
-    settings = setup_environment()
-    cfg = IngestConfig(max_failed_share=args.max_failed_share, heldout_share=args.heldout_share,
-                       min_age_s=args.min_age_s, docs_dir=settings.path("reports", "validation"))
     try:
-        storage = open_storage(args.bucket or settings.bucket or "")
-        reader = None if args.model == "none" else champion_reader(resolve_model(args.model))
-        summary = run_ingest(storage, cfg, reader)
+        summary = ingest(bucket=args.bucket, model=args.model, max_failed_share=args.max_failed_share,
+                         heldout_share=args.heldout_share, min_age_s=args.min_age_s)
     except (StorageError, ValidationFailed) as e:
         _err(str(e))
         return 3
@@ -141,34 +138,26 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     if args.force and not args.forced_by:
         _err("--force needs --forced-by NAME (recorded on the model version and the MLflow run)")
         return 2
-    from flows.settings import base_model_dir
-    from ingest.pipeline import IngestConfig, ValidationFailed
-    from ingest.storage import StorageError, open_storage
-    from loop.cycle import CycleConfig, run_cycle
-    from loop.gate import GateConfig
-    from loop.mix import MixConfig
-    from recognizer.finetune import FinetuneConfig
-    from recognizer.train import TrainConfig
+    setup_environment()
+    from flows.retrain import retrain
+    from ingest.pipeline import ValidationFailed
+    from ingest.storage import StorageError
+    from loop.lock import LockHeld
 
-    settings = setup_environment()
-    cfg = CycleConfig(
-        mix=MixConfig(new=args.mix_new, replay=args.mix_replay, synthetic=args.mix_synthetic,
-                      targeted=args.targeted, min_synthetic=args.min_synthetic, seed=args.seed,
-                      workers=args.workers),
-        finetune=FinetuneConfig(train=TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                                                  warmup=min(30, args.steps // 10), eval_every=args.eval_every,
-                                                  ckpt_every=args.eval_every, seed=args.seed, workers=0,
-                                                  device=args.device), patience=args.patience),
-        gate=GateConfig(margin=args.margin, slice_tolerance=args.slice_tolerance,
-                        regression_tolerance=args.regression_tolerance),
-        ingest=IngestConfig(docs_dir=settings.path("reports", "validation")),
-        since=args.since, forced_by=args.forced_by if args.force else None)
     try:
-        storage = open_storage(args.bucket or settings.bucket or "")
-        summary = run_cycle(storage, settings.home, base_model_dir(), cfg)
+        summary = retrain(bucket=args.bucket, since=args.since, force=args.force, forced_by=args.forced_by,
+                          steps=args.steps, batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every,
+                          patience=args.patience, mix_new=args.mix_new, mix_replay=args.mix_replay,
+                          mix_synthetic=args.mix_synthetic, targeted=args.targeted, min_synthetic=args.min_synthetic,
+                          margin=args.margin, slice_tolerance=args.slice_tolerance,
+                          regression_tolerance=args.regression_tolerance, seed=args.seed, workers=args.workers,
+                          device=args.device, progress=not args.json)
     except (StorageError, ValidationFailed) as e:
         _err(str(e))
         return 3
+    except LockHeld as e:
+        _err(str(e))
+        return 4
     print(f"retrain: champion v{summary.champion_version}, challenger "
           f"{'v' + summary.challenger_version if summary.challenger_version else 'none'}: {summary.reason}")
     if args.json:
@@ -195,9 +184,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from flows.demo import run_demo
+    from flows.demo import DemoConfig, run_demo
 
-    return run_demo(setup_environment(), n=args.n)
+    return run_demo(setup_environment(), DemoConfig(n_shifted=args.n, steps=args.steps))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -205,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo", help="one full cycle on embedded defaults")
-    d.add_argument("--n", type=int, default=12, help="number of sample crops to render and read")
+    d.add_argument("--n", type=int, default=240, help="simulated corrections from the new (dot-matrix) domain")
+    d.add_argument("--steps", type=int, default=150, help="fine-tune steps (the LR schedule; early stopping may end sooner)")
     d.set_defaults(func=cmd_demo)
 
     ig = sub.add_parser("ingest", help="pull + validate new corrections -> dataset version")

@@ -22,6 +22,11 @@ from PIL import Image
 from ingest.corrections import CORRECTIONS, write_correction
 from ingest.storage import Storage
 
+# A new source of crops: box-end labels in a warehouse, ink-jet dot-matrix print (never rendered
+# for the base model), a fixed camera (little tilt, blur or low resolution): RenderConfig overrides.
+DOT_MATRIX_DOMAIN = {"p_dot_matrix": 1.0, "p_tilt": 0.1, "max_tilt": 12.0, "p_blur": 0.1, "p_motion": 0.0,
+                     "p_low_res": 0.03, "p_curve": 0.0, "p_perspective": 0.2}
+
 BAD_KINDS = ("empty_image", "truncated_jpeg", "bad_sidecar_json", "label_charset", "duplicate")
 
 

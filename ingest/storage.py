@@ -47,6 +47,7 @@ class ObjectInfo:
     updated: datetime   # UTC
 
 
+STATE_PREFIX = "state/"      # the only prefix tagloop may delete from (locks)
 Listing = list[ObjectInfo]   # alias: inside Storage the name ``list`` is the method
 
 
@@ -117,6 +118,22 @@ class Storage(ABC):
 
     def exists(self, name: str) -> bool:
         return self._call(lambda: self._exists(check_name(name)))
+
+    def create(self, name: str, data: bytes, content_type: str = "application/json") -> bool:
+        """Write ``name`` only if absent (atomic); False when it already exists. For lock objects."""
+        return self._call(lambda: self._create(check_name(name), data, content_type))
+
+    def delete_state(self, name: str) -> None:
+        """Remove an object under ``state/`` (a lock); corrections and everything else are never deleted."""
+        if not check_name(name).startswith(STATE_PREFIX):
+            raise UnsafeObjectName(f"refusing to delete {name!r}: only {STATE_PREFIX} objects may be deleted")
+        self._call(lambda: self._delete(name))
+
+    def _create(self, name: str, data: bytes, content_type: str) -> bool:
+        raise NotImplementedError(f"{type(self).__name__} has no atomic create")
+
+    def _delete(self, name: str) -> None:
+        raise NotImplementedError(f"{type(self).__name__} cannot delete")
 
     def check(self) -> None:
         """Raise ``BucketNotFound``/``StorageError`` early if the bucket is unusable."""
@@ -195,6 +212,26 @@ class LocalStorage(Storage):
     def _exists(self, name: str) -> bool:
         return os.path.isfile(self._path(name))
 
+    def _create(self, name: str, data: bytes, content_type: str) -> bool:
+        path = self._path(name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        try:
+            os.link(tmp, path)          # atomic; fails when the name exists
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            os.remove(tmp)
+
+    def _delete(self, name: str) -> None:
+        try:
+            os.remove(self._path(name))
+        except FileNotFoundError:
+            pass
+
 
 class GCSStorage(Storage):
     """``gs://bucket[/prefix]`` through google-cloud-storage (honours STORAGE_EMULATOR_HOST)."""
@@ -239,6 +276,25 @@ class GCSStorage(Storage):
 
     def _exists(self, name: str) -> bool:
         return bool(self.bucket.blob(name).exists(retry=None))
+
+    def _create(self, name: str, data: bytes, content_type: str) -> bool:
+        """``ifGenerationMatch=0``: GCS refuses the upload when the object exists."""
+        from google.api_core import exceptions as gexc
+
+        try:
+            self.bucket.blob(name).upload_from_string(data, content_type=content_type, if_generation_match=0,
+                                                      retry=None)
+            return True
+        except gexc.PreconditionFailed:
+            return False
+
+    def _delete(self, name: str) -> None:
+        from google.api_core import exceptions as gexc
+
+        try:
+            self.bucket.blob(name).delete(retry=None)
+        except gexc.NotFound:
+            pass
 
 
 def _make_client():

@@ -167,16 +167,32 @@ def gate_stage(scores: dict[str, dict[str, SetScore]], cfg: GateConfig, forced_b
     return force(decision, forced_by) if forced_by else decision
 
 
+def weights_sha256(model_dir: str) -> str:
+    """sha256 of the artifact's weights file: what makes a registered version the same model."""
+    h = hashlib.sha256()
+    with open(os.path.join(model_dir, "model.safetensors"), "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def register_stage(registry: Registry, model_dir: str, decision: GateDecision, dataset_version: str | None,
                    run_id: str) -> str:
-    """Log + register the challenger (alias ``challenger``); promote it when the gate said so."""
+    """Log + register the challenger (alias ``challenger``); promote it when the gate said so.
+
+    Idempotent: a rerun after a crash finds the version already registered for the same dataset
+    version and weights (tag ``candidate_key``) and reuses it, so no model is registered twice.
+    """
     from loop.pyfunc import log_recognizer
 
-    info = log_recognizer(model_dir)
-    version = registry.register(info.model_uri, {"dataset_version": dataset_version or "", "run_id": run_id,
-                                                 "gate_reason": decision.reason[:4000]})
+    key = f"{dataset_version or ''}:{weights_sha256(model_dir)}"
+    version = registry.find_version("candidate_key", key)
+    if version is None:
+        info = log_recognizer(model_dir)
+        version = registry.register(info.model_uri, {"dataset_version": dataset_version or "", "run_id": run_id,
+                                                     "gate_reason": decision.reason[:4000], "candidate_key": key})
     registry.set_alias(CHALLENGER, version)
-    if decision.promote:
+    if decision.promote and registry.alias(CHAMPION) != version:
         registry.promote(version, decision.reason, decision.forced_by)
     return version
 
@@ -255,16 +271,52 @@ def _nothing_new(ing: IngestSummary, champion: Champion, clock: _Clock) -> Cycle
                         timings_s=clock.times)
 
 
-def run_cycle(storage: Storage, home: str, base_dir: str, cfg: CycleConfig | None = None, log: Log = print) -> CycleSummary:
-    """One full cycle; see the module docstring. Returns the ``retrain --json`` summary."""
-    cfg, clock = cfg or CycleConfig(), _Clock()
+@dataclass(frozen=True)
+class Stages:
+    """The stage functions one cycle calls, in data-path order.
+
+    ``run_cycle`` is the one sequence; the Prefect flow passes the same functions wrapped as
+    tasks (``tasks.retrain.TASK_STAGES``), so the flow and the plain cycle cannot drift apart.
+    """
+
+    champion: Callable[..., Champion] = champion_stage
+    ingest: Callable[..., IngestSummary] = ingest_stage
+    split: Callable[..., DataSplit] = split_stage
+    mix: Callable[..., Mix] = mix_stage
+    finetune: Callable[..., FinetuneResult] = finetune_stage
+    eval_sets: Callable[..., tuple[list[EvalData], dict]] = eval_sets_stage
+    evaluate: Callable[..., dict[str, dict[str, SetScore]]] = evaluate_stage
+    gate: Callable[..., GateDecision] = gate_stage
+    register: Callable[..., str] = register_stage
+    report: Callable[..., tuple[str, dict[str, bytes]]] = report_stage
+
+
+PLAIN = Stages()
+STAGE_ORDER = ("champion", "ingest", "split", "mix", "finetune", "eval_sets", "evaluate", "gate", "register", "report")
+
+
+def _ignore(stage: str) -> None:
+    return None
+
+
+def run_cycle(storage: Storage, home: str, base_dir: str, cfg: CycleConfig | None = None, log: Log = print,
+              stages: Stages = PLAIN, on_stage: Callable[[str], None] = _ignore) -> CycleSummary:
+    """One full cycle; see the module docstring. Returns the ``retrain --json`` summary.
+
+    ``stages``: the stage functions (plain, or wrapped as Prefect tasks by the flow);
+    ``on_stage(name)`` is called before each stage starts (progress, lock heartbeat).
+    """
+    cfg, clock, s = cfg or CycleConfig(), _Clock(), stages
     setup_mlflow(home)
     registry = Registry()
-    champion = champion_stage(home, base_dir, registry)
+    on_stage("champion")
+    champion = s.champion(home, base_dir, registry)
     clock.lap("registry")
-    ing = ingest_stage(storage, cfg.ingest, champion)
+    on_stage("ingest")
+    ing = s.ingest(storage, cfg.ingest, champion)
     clock.lap("ingest")
-    split = split_stage(storage, ing.dataset_version, champion, cfg.since)
+    on_stage("split")
+    split = s.split(storage, ing.dataset_version, champion, cfg.since)
     log(f"cycle: champion v{champion.version}, dataset {split.dataset_version}: {split.n_new_train} new train rows, "
         f"{len(split.earlier)} earlier rows")
     if split.n_new_train == 0:
@@ -272,39 +324,54 @@ def run_cycle(storage: Storage, home: str, base_dir: str, cfg: CycleConfig | Non
     with mlflow.start_run(run_name=f"retrain-{ing.run_id}") as run:
         mlflow.set_tags({"tagloop.kind": "retrain", "dataset_version": split.dataset_version or "",
                          "champion_version": champion.version})
-        mix = mix_stage(storage, split, cfg.mix)
-        mlflow.log_params(_flat("", {"dataset_version": split.dataset_version, "champion_version": champion.version,
-                                     "mix": mix.info["config"], "mix_counts": mix.info["counts"],
-                                     "train": asdict(cfg.finetune.train), "patience": cfg.finetune.patience,
-                                     "gate": asdict(cfg.gate), "since": cfg.since}))
-        mlflow.log_dict(mix.info, "mix.json")
+        on_stage("mix")
+        mix = s.mix(storage, split, cfg.mix)
+        _log_mix(mix, split, champion, cfg)
         clock.lap("mix")
-        ft = finetune_stage(champion, mix, cfg.finetune, work_dir(home, split, champion, cfg), _log_eval, log)
+        on_stage("finetune")
+        ft = s.finetune(champion, mix, cfg.finetune, work_dir(home, split, champion, cfg), _log_eval, log)
         mlflow.log_metrics({"best_step": ft.best_step, "train_img_per_s": ft.img_per_s})
         clock.lap("finetune")
-        sets, suite_info = eval_sets_stage(storage, split, home, cfg.regression)
-        scores = evaluate_stage({"champion": champion.model_dir, "challenger": ft.model_dir}, sets)
-        mlflow.set_tags({f"eval.{s.name}.fingerprint": s.fingerprint() for s in sets})
+        on_stage("eval_sets")
+        sets, suite_info = s.eval_sets(storage, split, home, cfg.regression)
+        on_stage("evaluate")
+        scores = s.evaluate({"champion": champion.model_dir, "challenger": ft.model_dir}, sets)
+        mlflow.set_tags({f"eval.{x.name}.fingerprint": x.fingerprint() for x in sets})
         clock.lap("evaluate")
-        decision = gate_stage(scores, cfg.gate, cfg.forced_by)
+        on_stage("gate")
+        decision = s.gate(scores, cfg.gate, cfg.forced_by)
         log(f"gate: {decision.reason}")
-        metrics = metrics_of(scores, [s.name for s in sets if s.name != "regression" and s.labels])
-        mlflow.log_metrics({f"{role}.{n}.exact_match": s["exact_match"] for role, m in metrics.items()
-                            for n, s in m["sets"].items()})
-        _tag_decision(decision)
-        mlflow.log_dict({**decision.to_dict(), "regression_suite": suite_info}, "gate.json")
+        metrics = metrics_of(scores, [x.name for x in sets if x.name != "regression" and x.labels])
+        _log_decision(decision, metrics, suite_info)
         clock.lap("gate")
-        version = register_stage(registry, ft.model_dir, decision, split.dataset_version, run.info.run_id)
+        on_stage("register")
+        version = s.register(registry, ft.model_dir, decision, split.dataset_version, run.info.run_id)
         clock.lap("register")
+        on_stage("report")
         meta = {"dataset_version": split.dataset_version, "models": {"champion": champion.version, "challenger": version}}
-        uri, files = report_stage(storage, f"retrain-{ing.run_id}", split, sets, scores, decision, meta,
-                                  os.path.join(home, "evidently"), cfg.embed_evidently)
+        uri, files = s.report(storage, f"retrain-{ing.run_id}", split, sets, scores, decision, meta,
+                              os.path.join(home, "evidently"), cfg.embed_evidently)
         for name, data in files.items():
             mlflow.log_text(data.decode("utf-8", "replace"), f"reports/{name}")
         clock.lap("reports")
         mlflow.log_metrics({f"stage_s.{k}": v for k, v in clock.times.items()})
     return CycleSummary(json.loads(ing.to_json()), champion.version, version, decision.promote, decision.reason,
                         metrics, uri, run.info.run_id, mix.info["counts"], decision.to_dict(), clock.times)
+
+
+def _log_mix(mix: Mix, split: DataSplit, champion: Champion, cfg: CycleConfig) -> None:
+    mlflow.log_params(_flat("", {"dataset_version": split.dataset_version, "champion_version": champion.version,
+                                 "mix": mix.info["config"], "mix_counts": mix.info["counts"],
+                                 "train": asdict(cfg.finetune.train), "patience": cfg.finetune.patience,
+                                 "gate": asdict(cfg.gate), "since": cfg.since}))
+    mlflow.log_dict(mix.info, "mix.json")
+
+
+def _log_decision(decision: GateDecision, metrics: dict[str, dict], suite_info: dict) -> None:
+    mlflow.log_metrics({f"{role}.{n}.exact_match": x["exact_match"] for role, m in metrics.items()
+                        for n, x in m["sets"].items()})
+    _tag_decision(decision)
+    mlflow.log_dict({**decision.to_dict(), "regression_suite": suite_info}, "gate.json")
 
 
 def _tag_decision(decision: GateDecision) -> None:

@@ -89,6 +89,13 @@ class Registry:
     def version_tags(self, version: str) -> dict[str, str]:
         return dict(self.client.get_model_version(self.name, version).tags)
 
+    def find_version(self, tag: str, value: str) -> str | None:
+        """The lowest version whose tag ``tag`` equals ``value``, or None."""
+        for v in self.versions():
+            if self.version_tags(v).get(tag) == value:
+                return v
+        return None
+
     # -- writing ----------------------------------------------------------------------
     def register(self, model_uri: str, tags: dict[str, str] | None = None) -> str:
         """Register a logged model; returns the new version number."""

@@ -3,6 +3,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from flows.cli import build_parser, main
 
 
@@ -23,13 +25,22 @@ def test_synth_command_writes_dataset(tmp_path, capsys):
     assert "crops/s" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_demo_runs_on_embedded_defaults(tmp_path):
+    """A shortened demo (few crops and steps): emulator, flow, summary, reports copied out of the bucket."""
     env = {**os.environ, "TAGLOOP_HOME": str(tmp_path / "home")}
-    res = subprocess.run([sys.executable, "-m", "flows.cli", "demo", "--n", "4"], env=env,
-                         capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
-    assert "exact match" in res.stdout and res.stdout.count("crop_0000") == 4
-    assert os.path.isdir(tmp_path / "home" / "demo" / "samples" / "images")
+    env.pop("PREFECT_HOME", None)
+    res = subprocess.run([sys.executable, "-m", "flows.cli", "demo", "--n", "40", "--steps", "10"], env=env,
+                         capture_output=True, text=True, timeout=400)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = res.stdout
+    assert "SIMULATED" in out and "[10/10] drift + accuracy reports" in out
+    assert "5 quarantined" in out and "decision:" in out and "exact match" in out
+    (demo_home,) = (tmp_path / "home" / "demo").iterdir()
+    reports = list((demo_home / "bucket" / "reports").glob("retrain-*/accuracy.html"))
+    assert len(reports) == 1 and str(reports[0].parent) in out
+    assert len(list((demo_home / "bucket" / "quarantine").glob("*/*/reasons.json"))) == 5
+    assert (demo_home / "mlflow" / "mlflow.db").is_file() and (demo_home / "evidently").is_dir()
 
 
 def test_unknown_model_reference_is_a_clear_error(tmp_path, capsys):

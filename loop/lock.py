@@ -1,0 +1,103 @@
+"""A lock object in the bucket, so two retrains on the same bucket never overlap.
+
+Whatever starts them (a deployment, ``tagloop retrain``, the demo, two machines), they
+share the bucket, so the lock lives there: ``state/retrain/lock.json`` holding the owner,
+a random token and an expiry. Acquiring checks for a live lock, then creates the object only if it
+is absent (GCS ``ifGenerationMatch=0``, a hard link on a directory) and reads it back (the
+GCS emulator ignores preconditions: there the check + read-back narrow the race to
+milliseconds; real GCS and directories make it atomic).
+The holder refreshes the expiry at every stage; a run that dies without releasing leaves a
+lock that the next run takes over once it has expired (``ttl_s``, default 3 h).
+"""
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from ingest.storage import ObjectNotFound, Storage
+
+LOCK_KEY = "state/retrain/lock.json"
+DEFAULT_TTL_S = 3 * 3600.0
+
+
+class LockHeld(RuntimeError):
+    """Another retrain holds the bucket's lock."""
+
+
+def _stamp(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+@dataclass
+class BucketLock:
+    storage: Storage
+    owner: str
+    ttl_s: float = DEFAULT_TTL_S
+    key: str = LOCK_KEY
+    token: str = ""
+
+    def _doc(self) -> bytes:
+        now = time.time()
+        return json.dumps({"owner": self.owner, "token": self.token, "acquired_at": _stamp(now),
+                           "expires_at": now + self.ttl_s, "expires": _stamp(now + self.ttl_s)}).encode()
+
+    def current(self) -> dict | None:
+        """The lock object's content, or None when nobody holds it."""
+        try:
+            return json.loads(self.storage.read(self.key))
+        except ObjectNotFound:
+            return None
+
+    def acquire(self, log: Callable[[str], None] = print) -> None:
+        """Take the lock or raise ``LockHeld`` (an expired lock is taken over)."""
+        self.token = secrets.token_hex(8)
+        for _ in range(3):
+            held = self.current()
+            if held is not None:
+                if float(held.get("expires_at", 0)) > time.time():
+                    raise LockHeld(
+                        f"another retrain holds {self.storage.uri(self.key)}: owner {held.get('owner')}, "
+                        f"since {held.get('acquired_at')}, expires {held.get('expires')}. It is released when that "
+                        "run ends; if no retrain is running (a killed process), delete that object or wait for "
+                        "the expiry")
+                log(f"lock: taking over the expired lock of {held.get('owner')} (expired {held.get('expires')})")
+                self.storage.delete_state(self.key)
+            if self.storage.create(self.key, self._doc()):
+                held = self.current()
+                if held and held.get("token") == self.token:
+                    return
+                raise LockHeld(f"lost the race for {self.storage.uri(self.key)} to {held and held.get('owner')}")
+        raise LockHeld(f"could not take {self.storage.uri(self.key)}: it keeps reappearing")
+
+    def refresh(self) -> None:
+        """Heartbeat: push the expiry forward, if the lock is still ours."""
+        held = self.current()
+        if not held or held.get("token") != self.token:
+            raise LockHeld(f"{self.storage.uri(self.key)} is no longer ours (held by "
+                           f"{held and held.get('owner')}); stopping before anything else is written")
+        self.storage.write(self.key, self._doc(), "application/json")
+
+    def release(self) -> None:
+        """Remove the lock if it is still ours (never someone else's)."""
+        held = self.current()
+        if held and held.get("token") == self.token:
+            self.storage.delete_state(self.key)
+
+
+@contextmanager
+def bucket_lock(storage: Storage, owner: str, ttl_s: float = DEFAULT_TTL_S,
+                log: Callable[[str], None] = print) -> Iterator[BucketLock]:
+    """Hold the retrain lock for the ``with`` block; released on success and on errors."""
+    lock = BucketLock(storage, owner, ttl_s)
+    lock.acquire(log)
+    try:
+        yield lock
+    finally:
+        try:
+            lock.release()
+        except Exception as e:  # noqa: BLE001 - the bucket may be the reason we are failing
+            log(f"lock: could not release {storage.uri(lock.key)} ({e}); it expires after {ttl_s:.0f} s")

@@ -1,0 +1,55 @@
+"""The learning cycle's stages as Prefect tasks: the same functions ``loop.cycle.run_cycle`` calls.
+
+Retries only where there is a side effect or an external read (bucket, registry). The
+expensive pure stages are cached with persisted results under ``$PREFECT_HOME/storage``
+(``$TAGLOOP_HOME/prefect/storage``), keyed by what determines their output, so a re-run
+after a crash resumes instead of redoing them:
+- ``mix``: dataset version + the new and earlier sample ids + the mix recipe;
+- ``evaluate``: both models' weights + every evaluation set's fingerprint.
+The fine-tune resumes through its work directory instead (keyed by dataset version,
+champion and recipe; ``ckpt/`` + ``best/``), which also survives a killed process mid-stage.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from loop import cycle
+from tasks.retry import API_RETRIES, IO_RETRIES
+
+
+def _digest(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def mix_key(context: Any, p: dict[str, Any]) -> str:
+    """Cache key of the training mix: dataset version, which rows are new/earlier, recipe."""
+    split = p["split"]
+    return "mix-" + _digest(split.dataset_version, sorted(split.new["sample_id"]),
+                            sorted(split.earlier["sample_id"]), asdict(p["cfg"]))
+
+
+def evaluate_key(context: Any, p: dict[str, Any]) -> str:
+    """Cache key of the scores: each role's weights + each set's fingerprint."""
+    models = {role: cycle.weights_sha256(d) for role, d in p["model_dirs"].items()}
+    return "evaluate-" + _digest(models, [s.fingerprint() for s in p["sets"]])
+
+
+champion = task(cycle.champion_stage, name="champion", cache_policy=NO_CACHE, **API_RETRIES)
+ingest = task(cycle.ingest_stage, name="ingest", cache_policy=NO_CACHE, **IO_RETRIES)
+split = task(cycle.split_stage, name="dataset-split", cache_policy=NO_CACHE, **IO_RETRIES)
+mix = task(cycle.mix_stage, name="training-mix", cache_key_fn=mix_key, persist_result=True, **IO_RETRIES)
+finetune = task(cycle.finetune_stage, name="fine-tune", cache_policy=NO_CACHE)
+eval_sets = task(cycle.eval_sets_stage, name="evaluation-sets", cache_policy=NO_CACHE, **IO_RETRIES)
+evaluate = task(cycle.evaluate_stage, name="evaluate", cache_key_fn=evaluate_key, persist_result=True)
+gate = task(cycle.gate_stage, name="gate", cache_policy=NO_CACHE)
+register = task(cycle.register_stage, name="register", cache_policy=NO_CACHE, **API_RETRIES)
+report = task(cycle.report_stage, name="reports", cache_policy=NO_CACHE, **IO_RETRIES)
+
+TASK_STAGES = cycle.Stages(champion=champion, ingest=ingest, split=split, mix=mix, finetune=finetune,
+                           eval_sets=eval_sets, evaluate=evaluate, gate=gate, register=register, report=report)

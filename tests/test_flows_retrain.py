@@ -1,0 +1,127 @@
+"""The retrain flow's pieces: one stage sequence, the bucket lock, the result cache, parameters."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import fields
+
+import pytest
+
+from ingest.storage import UnsafeObjectName, open_storage
+from loop.cycle import PLAIN, STAGE_ORDER, Stages
+from loop.lock import LOCK_KEY, BucketLock, LockHeld, bucket_lock
+
+
+def test_flow_tasks_wrap_the_same_stage_functions_in_the_same_order():
+    from tasks.retrain import TASK_STAGES
+
+    assert tuple(f.name for f in fields(Stages)) == STAGE_ORDER
+    for name in STAGE_ORDER:
+        assert getattr(TASK_STAGES, name).fn is getattr(PLAIN, name), name
+    retrying = {n for n in STAGE_ORDER if getattr(TASK_STAGES, n).retries}
+    assert retrying == {"champion", "ingest", "split", "mix", "eval_sets", "register", "report"}
+
+
+@pytest.fixture()
+def local_bucket(tmp_path):
+    (tmp_path / "b").mkdir()
+    return open_storage(str(tmp_path / "b"))
+
+
+def test_second_holder_is_refused_until_release(local_bucket):
+    with bucket_lock(local_bucket, "night-1") as lock:
+        held = json.loads(local_bucket.read(LOCK_KEY))
+        assert held["owner"] == "night-1" and held["token"] == lock.token
+        with pytest.raises(LockHeld, match="owner night-1"):
+            BucketLock(local_bucket, "manual").acquire()
+        lock.refresh()
+    assert not local_bucket.exists(LOCK_KEY)
+    with bucket_lock(local_bucket, "manual"):
+        assert json.loads(local_bucket.read(LOCK_KEY))["owner"] == "manual"
+
+
+def test_expired_lock_is_taken_over_and_the_old_holder_stops(local_bucket):
+    old = BucketLock(local_bucket, "killed", ttl_s=0.2)
+    old.acquire()
+    time.sleep(0.3)
+    logs: list[str] = []
+    new = BucketLock(local_bucket, "next")
+    new.acquire(logs.append)
+    assert "taking over the expired lock of killed" in logs[0]
+    with pytest.raises(LockHeld, match="no longer ours"):
+        old.refresh()
+    old.release()                                              # not ours any more: left alone
+    assert json.loads(local_bucket.read(LOCK_KEY))["owner"] == "next"
+
+
+def test_lock_released_when_the_run_fails(local_bucket):
+    with pytest.raises(RuntimeError, match="boom"):
+        with bucket_lock(local_bucket, "x"):
+            raise RuntimeError("boom")
+    assert not local_bucket.exists(LOCK_KEY)
+
+
+def test_only_state_objects_can_be_deleted_and_create_is_exclusive(local_bucket):
+    assert local_bucket.create("state/x.json", b"1") and not local_bucket.create("state/x.json", b"2")
+    assert local_bucket.read("state/x.json") == b"1"
+    local_bucket.write("corrections/2026-11-20/a.json", b"{}")
+    with pytest.raises(UnsafeObjectName):
+        local_bucket.delete_state("corrections/2026-11-20/a.json")
+    assert local_bucket.exists("corrections/2026-11-20/a.json")
+
+
+def test_gcs_create_and_delete(gcs_emulator):
+    from google.cloud import storage as gcs
+
+    gcs.Client(project="t").create_bucket("lock-test")
+    bucket = open_storage("gs://lock-test")
+    with bucket_lock(bucket, "a"):
+        with pytest.raises(LockHeld):
+            BucketLock(bucket, "b").acquire()
+    assert not bucket.exists(LOCK_KEY)
+
+
+def test_parameters_become_the_cycle_config():
+    from flows.retrain import cycle_config
+
+    cfg = cycle_config(since="2026-11-01", steps=40, mix_new=0.6, regression_tolerance=0.01,
+                       overrides={"regression": {"per_family": 5}, "train": {"warmup": 1}})
+    assert cfg.finetune.train.steps == 40 and cfg.finetune.train.warmup == 1 and cfg.mix.new == 0.6
+    assert cfg.regression.per_family == 5 and cfg.gate.regression_tolerance == 0.01 and cfg.since == "2026-11-01"
+    with pytest.raises(ValueError, match="unknown RegressionConfig settings"):
+        cycle_config(overrides={"regression": {"per_famly": 5}})
+    with pytest.raises(ValueError, match="unknown override sections"):
+        cycle_config(overrides={"gates": {}})
+
+
+def test_force_without_a_name_fails_before_anything_runs(prefect_api, tmp_path):
+    from flows.retrain import retrain
+
+    with pytest.raises(ValueError, match="forced_by"):
+        retrain(bucket=str(tmp_path), force=True)
+
+
+def test_evaluate_is_cached_by_weights_and_set_fingerprints(prefect_api, base_model_dir, crops_dir):
+    """A re-run with the same models and sets reuses the persisted scores; another set is recomputed."""
+    import os
+
+    from prefect import flow
+
+    from loop.gate import EvalData
+    from synth.dataset import read_rows
+    from tasks.retrain import evaluate
+
+    rows = read_rows(os.path.join(crops_dir, "labels.csv"))[:4]
+    imgs = [open(os.path.join(crops_dir, "images", r["filename"]), "rb").read() for r in rows]
+    one = EvalData("s", [r["filename"] for r in rows], [r["label"] for r in rows], imgs)
+    other = EvalData("s", one.ids[:3], one.labels[:3], imgs[:3])
+
+    @flow
+    def twice(sets_a, sets_b):
+        dirs = {"champion": base_model_dir, "challenger": base_model_dir}
+        return [evaluate(dirs, s, return_state=True) for s in (sets_a, sets_a, sets_b)]
+
+    first, again, changed = twice([one], [other])
+    assert first.is_completed() and again.name == "Cached" and changed.name != "Cached"
+    assert again.result()["challenger"]["s"].predictions == first.result()["challenger"]["s"].predictions
+    assert len(changed.result()["champion"]["s"].predictions) == 3
