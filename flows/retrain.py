@@ -119,10 +119,12 @@ def retrain(bucket: str | None = None, since: str | None = None, force: bool = F
     logger = get_run_logger()
     settings = setup_environment()
     url = bucket_url(bucket)
-    cfg = cycle_config(since, forced_by if force else None, steps, batch_size, lr, eval_every, patience, mix_new,
-                       mix_replay, mix_synthetic, targeted, min_synthetic, margin, slice_tolerance,
-                       regression_tolerance, seed, workers, device, embed_evidently,
-                       settings.path("reports", "validation"), overrides)
+    cfg = cycle_config(since=since, forced_by=forced_by if force else None, steps=steps, batch_size=batch_size,
+                       lr=lr, eval_every=eval_every, patience=patience, mix_new=mix_new, mix_replay=mix_replay,
+                       mix_synthetic=mix_synthetic, targeted=targeted, min_synthetic=min_synthetic, margin=margin,
+                       slice_tolerance=slice_tolerance, regression_tolerance=regression_tolerance, seed=seed,
+                       workers=workers, device=device, embed_evidently=embed_evidently,
+                       docs_dir=settings.path("reports", "validation"), overrides=overrides)
     storage = open_storage(url)
     storage.check()
     owner = f"{socket.gethostname()}:{os.getpid()}:{_flow_run_id()}"

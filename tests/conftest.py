@@ -130,7 +130,7 @@ def _mlflow_template(tmp_path_factory) -> str:
 
 
 @pytest.fixture()
-def tagloop_home(tmp_path, monkeypatch, _mlflow_template) -> str:
+def tagloop_home(tmp_path, monkeypatch, _mlflow_template):
     """A fresh TAGLOOP_HOME whose embedded MLflow store exists and is empty; MLflow pointed at it."""
     import shutil
 
@@ -145,4 +145,11 @@ def tagloop_home(tmp_path, monkeypatch, _mlflow_template) -> str:
     for key, val in {"MLFLOW_DISABLE_TELEMETRY": "true", "GX_ANALYTICS_ENABLED": "False"}.items():
         monkeypatch.setenv(key, val)
     setup_mlflow(str(home))
-    return str(home)
+    yield str(home)
+    # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI (for subprocesses): without this, later
+    # tests (and the workers they start) would see "a registry is configured" and use this store.
+    import mlflow
+
+    mlflow.set_tracking_uri(None)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.environ.pop("MLFLOW_REGISTRY_URI", None)
