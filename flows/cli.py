@@ -76,7 +76,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     setup_environment()                     # before Prefect is imported: PREFECT_HOME under TAGLOOP_HOME
-    from flows.ingest import ingest
+    from flows.ingest_flow import ingest
     from ingest.pipeline import ValidationFailed
     from ingest.storage import StorageError
 
