@@ -129,11 +129,13 @@ class Storage(ABC):
             raise UnsafeObjectName(f"refusing to delete {name!r}: only {STATE_PREFIX} objects may be deleted")
         self._call(lambda: self._delete(name))
 
+    @abstractmethod
     def _create(self, name: str, data: bytes, content_type: str) -> bool:
-        raise NotImplementedError(f"{type(self).__name__} has no atomic create")
+        """Write ``name`` only if absent; False when it already exists."""
 
+    @abstractmethod
     def _delete(self, name: str) -> None:
-        raise NotImplementedError(f"{type(self).__name__} cannot delete")
+        """Remove ``name`` (absent is fine)."""
 
     def check(self) -> None:
         """Raise ``BucketNotFound``/``StorageError`` early if the bucket is unusable."""

@@ -89,3 +89,9 @@ class Faulty(Storage):
 
     def _exists(self, name: str) -> bool:
         return self.inner.exists(name)
+
+    def _create(self, name: str, data: bytes, content_type: str) -> bool:
+        return self.inner._create(name, data, content_type)
+
+    def _delete(self, name: str) -> None:
+        self.inner._delete(name)
