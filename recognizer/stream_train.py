@@ -30,7 +30,7 @@ from recognizer.model import CRNN, ModelConfig
 from recognizer.preprocess import resize_height, to_gray
 from recognizer.synthdata import render_pool
 from recognizer.tokenizer import CTCTokenizer
-from recognizer.train import TrainConfig, loss_on_batch, pick_device, seed_everything
+from recognizer.train import TrainConfig, pick_device, seed_everything, train_step
 
 
 @dataclass
@@ -107,13 +107,7 @@ def stream_train(cfg: StreamConfig, out_dir: str, log=print) -> dict:
         if t0 is None:
             t0 = time.time()  # the clock starts once the buffers are filled
         elapsed = time.time() - t0
-        for g in opt.param_groups:
-            g["lr"] = lr_at_time(elapsed, cfg)
-        loss, parts = loss_on_batch(model, batch, tcfg, device)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
-        opt.step()
+        parts = train_step(model, opt, batch, tcfg, device, lr_at_time(elapsed, cfg))
         step += 1
         seen += batch["images"].shape[0]
         ema = parts["ctc"] if ema is None else 0.98 * ema + 0.02 * parts["ctc"]

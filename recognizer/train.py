@@ -80,6 +80,19 @@ def loss_on_batch(model: CRNN, batch: dict[str, torch.Tensor], cfg: TrainConfig,
     return loss, {"ctc": float(ctc.detach()), "orient": float(ori.detach())}
 
 
+def train_step(model: CRNN, opt: torch.optim.Optimizer, batch: dict[str, torch.Tensor], cfg: TrainConfig,
+               device: torch.device, lr: float) -> dict[str, float]:
+    """One optimizer step at learning rate ``lr``; returns the loss parts."""
+    for g in opt.param_groups:
+        g["lr"] = lr
+    loss, parts = loss_on_batch(model, batch, cfg, device)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    opt.step()
+    return parts
+
+
 def fit(model: CRNN, tok: CTCTokenizer, train_pool: Pool, cfg: TrainConfig, out_dir: str,
         evaluate: Callable[[CRNN], dict] | None = None, meta: dict | None = None,
         log: Callable[[str], None] = print, on_eval: Callable[[CRNN, list[dict]], bool] | None = None,
@@ -116,13 +129,7 @@ def fit(model: CRNN, tok: CTCTokenizer, train_pool: Pool, cfg: TrainConfig, out_
     stopped = False
     while step < last and not stopped:
         for batch in loader:  # each pass reshuffles (the sampler's generator advances)
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step, cfg)
-            loss, parts = loss_on_batch(model, batch, cfg, device)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
+            parts = train_step(model, opt, batch, cfg, device, lr_at(step, cfg))
             step += 1
             seen += batch["images"].shape[0]
             ema = parts["ctc"] if ema is None else 0.98 * ema + 0.02 * parts["ctc"]
