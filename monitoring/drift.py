@@ -2,10 +2,17 @@
 
 Numeric features: Evidently picks the test by size (K-S p-value up to 1000 rows,
 normed Wasserstein distance above). Categorical features: Jensen-Shannon
-distance (drift above 0.1), because chi-square returns p = 0 as soon as a
-category seen once in the current batch is absent from the reference, and the
-total-variation p-value runs a permutation test that took ~70 s of a 10k-crop
-report on 2 cores. A feature drifts
+distance, because chi-square returns p = 0 as soon as a category seen once in
+the current batch is absent from the reference, and the total-variation p-value
+runs a permutation test that took ~70 s of a 10k-crop report on 2 cores. A
+distance alone ignores sample size: two samples of 120 crops from the *same* mix
+of 11 brand families sit ~0.1 apart by chance. So categorical features use the
+stat test ``sized_jensenshannon`` registered here: the Jensen-Shannon distance,
+drifting above the larger of the threshold (0.1) and the 99th percentile of the
+distance between two samples of the batch sizes drawn from the pooled
+distribution (``categorical_threshold``, seeded, a few milliseconds): small
+batches need a larger change to count. The test's name and threshold stay the
+same every night, so the workspace trend stays one series. A feature drifts
 when its ValueDrift test fails. The dataset drifts when the share of drifted
 features reaches ``DriftConfig.drift_share``. The correction rate (share of crops
 the users had to correct) is computed beside it, for both windows.
@@ -16,9 +23,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from scipy.spatial import distance
 from evidently import DataDefinition, Dataset, Report
 from evidently.core.report import Snapshot
+from evidently.legacy.calculations.stattests.registry import StatTest, register_stattest
+from evidently.legacy.calculations.stattests.utils import get_binned_data
+from evidently.legacy.core import ColumnType
 from evidently.metrics import MeanValue
 from evidently.presets import DataDriftPreset
 
@@ -33,7 +45,7 @@ class DriftConfig:
 
     drift_share: float = 0.5          # dataset drift when >= this share of features drift
     num_method: str | None = None     # e.g. "ks", "wasserstein"; None = Evidently's choice by size
-    cat_method: str | None = "jensenshannon"  # a distance: robust to new rare categories, and fast
+    cat_method: str | None = "sized_jensenshannon"  # a distance: robust to new rare categories, fast
     threshold: float | None = None    # per-test threshold; None = the method's default
 
 
@@ -104,11 +116,46 @@ def run_drift(reference: pd.DataFrame, current: pd.DataFrame, cfg: DriftConfig |
     snap = report.run(_dataset(current, num, cat, with_rate), _dataset(reference, num, cat, with_rate),
                       timestamp=timestamp)
     features = feature_drift(snap.dict())
+    for c in cat:                     # report the threshold the sized test actually applied
+        f = features[c]
+        if f.method in (SIZED_JS.name, SIZED_JS.display_name):
+            f.threshold = categorical_threshold(reference[c], current[c], f.threshold)
     drifted = [c for c in num + cat if features[c].drifted]
     share = len(drifted) / len(features)
     result = DriftResult(len(reference), len(current), features, drifted, share, share >= cfg.drift_share, skipped,
                          correction_rate(current), correction_rate(reference), cfg)
     return result, snap
+
+
+NULL_QUANTILE = 0.99
+
+
+def categorical_threshold(reference: pd.Series, current: pd.Series, floor: float = 0.1, draws: int = 500,
+                          seed: int = 0) -> float:
+    """max(``floor``, the 99th percentile of the Jensen-Shannon distance under no drift).
+
+    No drift = both samples drawn (multinomial, the batch sizes) from the pooled category
+    frequencies; the distance is computed as Evidently computes it (category shares, natural log).
+    """
+    ref, cur = reference.dropna().astype(str), current.dropna().astype(str)
+    pooled = pd.concat([ref, cur]).value_counts(normalize=True).sort_index().to_numpy()
+    if len(ref) == 0 or len(cur) == 0 or len(pooled) < 2:
+        return floor
+    rng = np.random.default_rng(seed)
+    a = rng.multinomial(len(ref), pooled, size=draws) / len(ref)
+    b = rng.multinomial(len(cur), pooled, size=draws) / len(cur)
+    return round(max(floor, float(np.quantile(distance.jensenshannon(a, b, axis=1), NULL_QUANTILE))), 4)
+
+
+def _sized_js(reference: pd.Series, current: pd.Series, feature_type: ColumnType, threshold: float) -> tuple[float, bool]:
+    ref_shares, cur_shares = get_binned_data(reference, current, feature_type, 30, False)
+    score = float(distance.jensenshannon(ref_shares, cur_shares))
+    return score, score >= categorical_threshold(reference, current, threshold)
+
+
+SIZED_JS = StatTest(name="sized_jensenshannon", display_name="Jensen-Shannon distance, sample-size aware",
+                    allowed_feature_types=[ColumnType.Categorical], default_threshold=0.1)
+register_stattest(SIZED_JS, _sized_js)
 
 
 def feature_drift(snapshot: dict[str, Any]) -> dict[str, FeatureDrift]:

@@ -42,9 +42,9 @@ def hamming(a: str, b: str) -> int:
 def decode_status(err: CropError) -> str:
     """Map a ``CropError`` message to a short status used as a quarantine reason."""
     msg = str(err)
-    for key, status in (("0 bytes", "empty_image"), ("too large", "image_too_large"),
-                        ("too small", "image_too_small")):
-        if key in msg:
+    for key, status in (("empty file (0 bytes)", "empty_image"), ("image too large", "image_too_large"),
+                        ("image too small", "image_too_small")):
+        if msg.startswith(key):     # not a substring test: "(10 bytes not processed)" is no empty file
             return status
     return "corrupt_image"
 

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 
-APT_PKGS="fonts-urw-base35 fonts-liberation2 fonts-ocr-b fonts-croscore fonts-dejavu-core tesseract-ocr"
+APT_PKGS="fonts-urw-base35 fonts-liberation2 fonts-liberation fonts-ocr-b fonts-croscore fonts-dejavu-core fonts-dejavu-extra tesseract-ocr"
 missing=""
 for p in $APT_PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 # headless Chromium for the report browser test (tests/test_monitoring_reports.py); any browser on PATH will do

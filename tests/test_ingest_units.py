@@ -137,3 +137,12 @@ def test_cli_ingest_over_threshold_exits_3_and_says_why(tmp_path, capsys, monkey
     assert main(["ingest", "--bucket", str(tmp_path / "b"), "--model", "none", "--min-age-s", "0"]) == 3
     err = capsys.readouterr().err
     assert "1/1 new corrections failed validation" in err and "--max-failed-share" in err
+
+
+def test_a_truncated_jpeg_is_corrupt_not_empty():
+    from monitoring.features import decode_status
+    from recognizer.preprocess import CropError
+
+    assert decode_status(CropError("not a readable image: image file is truncated (10 bytes not processed)")) == "corrupt_image"
+    assert decode_status(CropError("empty file (0 bytes)")) == "empty_image"
+    assert decode_status(CropError("image too small (1x5)")) == "image_too_small"

@@ -213,3 +213,28 @@ def test_empty_batch_skips_drift_but_keeps_accuracy():
     assert out.summary["should_retrain"] is False
     assert out.summary["accuracy"]["champion"]["exact_match"] == 0.5
     assert set(out.files) == {"accuracy.html", "accuracy.json", "summary.json"}
+
+
+def test_categorical_threshold_grows_for_small_batches_and_still_catches_a_real_shift():
+    from monitoring.drift import categorical_threshold, run_drift
+
+    fams = [f"f{i}" for i in range(11)]
+    rng = np.random.default_rng(3)
+    p = np.linspace(3, 1, 11) / np.linspace(3, 1, 11).sum()
+
+    def table(n, probs):
+        t = pd.DataFrame({c: [None] * n for c in FEATURES})
+        t["format_family"] = rng.choice(fams, size=n, p=probs)
+        t["brightness"] = rng.normal(128, 20, n)
+        return t
+
+    small = categorical_threshold(table(160, p)["format_family"], table(120, p)["format_family"])
+    assert small > 0.15                                   # chance alone reaches ~0.1 at this size
+    assert categorical_threshold(table(20_000, p)["format_family"], table(20_000, p)["format_family"]) == 0.1
+    # the same mix at small size: (almost) never drifts; a changed mix does
+    false_alarms = sum(run_drift(table(160, p), table(120, p))[0].features["format_family"].drifted for _ in range(10))
+    assert false_alarms <= 1
+    shifted = np.r_[np.full(3, 0.3), np.full(8, 0.1 / 8)]
+    res, _ = run_drift(table(160, p), table(120, shifted))
+    f = res.features["format_family"]
+    assert f.drifted and f.threshold > 0.15 and f.score > f.threshold

@@ -7,7 +7,7 @@ import pytest
 from PIL import ImageFont
 
 from recognizer.tokenizer import CTCTokenizer
-from synth.fonts import font_pool, is_held_out
+from synth.fonts import HELD_OUT, font_pool, is_held_out
 from synth.grammar import FAMILIES, CodeSampler
 from synth.render import Renderer, RenderConfig
 from synth.trdg_compat import install, text_layer
@@ -52,6 +52,20 @@ def test_held_out_fonts_are_disjoint_from_training_fonts():
     train, held = set(font_pool("train")), set(font_pool("heldout"))
     assert train and held and not train & held
     assert all(is_held_out(f) for f in held)
+
+
+def test_every_font_package_the_setup_installs_is_found():
+    """The font pool is what the model trained on and the benchmark tests on: a missing package changes every render."""
+    import os
+
+    names = {os.path.basename(f) for f in font_pool("all")}
+    expected = {"NimbusSans-Regular.otf": "fonts-urw-base35", "LiberationSans-Regular.ttf": "fonts-liberation2",
+                "OCRB.otf": "fonts-ocr-b", "Arimo-Regular.ttf": "fonts-croscore", "DejaVuSans.ttf": "fonts-dejavu-core",
+                "DejaVuSansCondensed-Bold.ttf": "fonts-dejavu-extra", "Roboto-Regular.ttf": "trdg"}
+    missing = {f: pkg for f, pkg in expected.items() if f not in names}
+    assert not missing, f"fonts missing (run scripts/setup.sh): {missing}"
+    held = {os.path.basename(f) for f in font_pool("heldout")}
+    assert {h for h in HELD_OUT if not any(n.startswith(h) for n in held)} == set()
 
 
 def test_render_is_deterministic_and_well_formed():
