@@ -27,6 +27,7 @@ from loop.gate import EvalData, score_sets
 from loop.mix import MixConfig
 from loop.registry import Registry
 from loop.regression import RegressionConfig
+from recognizer.checkpoint import read_config
 from recognizer.finetune import FinetuneConfig
 from recognizer.metrics import TextMatch
 from recognizer.train import TrainConfig
@@ -73,8 +74,8 @@ def one_point(n: int, pool: tuple[list[bytes], list[str]], test: EvalData, args,
     fill_bucket(bucket, pool[0][:n], pool[1][:n])
     new, replay, synthetic = (float(x) for x in args.mix.split(","))
     cfg = CycleConfig(mix=MixConfig(new=new, replay=replay, synthetic=synthetic, min_synthetic=args.min_synthetic,
-                                    workers=args.workers, seed=args.seed),
-                      finetune=FinetuneConfig(train=TrainConfig(
+                                    workers=args.workers, seed=args.seed, anchor=args.anchor),
+                      finetune=FinetuneConfig(distill=args.distill, train=TrainConfig(
                           steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=30,
                           eval_every=args.eval_every, ckpt_every=args.eval_every, seed=args.seed, workers=0)),
                       regression=RegressionConfig(per_family=args.suite_per_family),
@@ -89,6 +90,8 @@ def one_point(n: int, pool: tuple[list[bytes], list[str]], test: EvalData, args,
     if s.challenger_version:
         chall_dir = Registry().download(s.challenger_version, os.path.join(home, "cache", "models"))
         chall = score_sets(read_with(chall_dir), [test])[test.name]
+        meta = read_config(chall_dir)["meta"]
+        out.update(blend_alpha=meta.get("blend_alpha"), blends=meta.get("blends"))
         reg = {r: s.metrics[r]["sets"]["regression"]["exact_match"] for r in ("champion", "challenger")}
         out.update(domain_em_challenger=round(exact(chall), 4),
                    domain_em_gain_points=round(100 * (exact(chall) - exact(base)), 2),
@@ -109,6 +112,10 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=7e-4, help="peak learning rate")
     ap.add_argument("--eval-every", type=int, default=100, help="steps between validation checks")
     ap.add_argument("--suite-per-family", type=int, default=60, help="regression suite crops per brand family")
+    ap.add_argument("--distill", type=float, default=FinetuneConfig().distill,
+                    help="weight of distillation from the champion on the crops it reads right (0: off)")
+    ap.add_argument("--anchor", type=int, default=600,
+                    help="anchor renders for choosing the champion/fine-tune blend (0: no blending)")
     ap.add_argument("--workers", type=int, default=2, help="rendering processes")
     ap.add_argument("--seed", type=int, default=0, help="mix and training seed")
     ap.add_argument("--name", default="learning_curve", help="results file name (benchmarks/results/NAME.json)")

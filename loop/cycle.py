@@ -122,7 +122,7 @@ def mix_stage(storage: Storage, split: DataSplit, cfg: MixConfig) -> Mix:
 def finetune_stage(champion: Champion, mix: Mix, cfg: FinetuneConfig, work_dir: str,
                    on_eval: Callable[[dict], None] | None = None, log: Log = print) -> FinetuneResult:
     return finetune(champion.model_dir, mix.train, mix.val, cfg, work_dir,
-                    meta={"champion_version": champion.version}, on_eval=on_eval, log=log)
+                    meta={"champion_version": champion.version}, on_eval=on_eval, log=log, anchor=mix.anchor)
 
 
 def _real_set(name: str, rows: pd.DataFrame, read: Callable[[str], bytes]) -> EvalData:
@@ -330,7 +330,9 @@ def run_cycle(storage: Storage, home: str, base_dir: str, cfg: CycleConfig | Non
         clock.lap("mix")
         on_stage("finetune")
         ft = s.finetune(champion, mix, cfg.finetune, work_dir(home, split, champion, cfg), _log_eval, log)
-        mlflow.log_metrics({"best_step": ft.best_step, "train_img_per_s": ft.img_per_s})
+        mlflow.log_metrics({"best_step": ft.best_step, "train_img_per_s": ft.img_per_s, "blend_alpha": ft.alpha})
+        if ft.blends:
+            mlflow.log_dict({"blends": ft.blends, "alpha": ft.alpha}, "blends.json")
         clock.lap("finetune")
         on_stage("eval_sets")
         sets, suite_info = s.eval_sets(storage, split, home, cfg.regression)

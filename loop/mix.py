@@ -43,6 +43,7 @@ class MixConfig:
     max_synthetic: int = 20_000
     val_share: float = 0.15       # share of new codes kept out of training for early stopping
     min_val: int = 60             # validation crops (topped up with synthetic ones)
+    anchor: int = 600             # fresh plain renders guarding against forgetting (0: no blending)
     seed: int = 0
     workers: int = 1              # rendering processes
 
@@ -91,6 +92,39 @@ def plan_targets(new_rows: pd.DataFrame, boost: float = 3.0) -> TargetPlan:
     char_w = {c: s["error_rate"] for c, s in chars.items() if s["error_rate"] > 0 and c != " "}
     inject = "".join(sorted({c for lab in labels for c in lab} - set(DEFAULT_CHARSET)))
     return TargetPlan(mix, render, char_w, inject, {"family": fams, "condition": conds, "char": chars})
+
+
+@dataclass
+class Anchor:
+    """Full-resolution crops + labels, read through the serving predictor (turns and deskew included)."""
+
+    images: list[np.ndarray]
+    labels: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def render_anchor(n: int, seed: int) -> Anchor:
+    """About ``n`` crops drawn exactly as the regression suite is drawn, with other seeds.
+
+    The old domain as the gate's suite covers it (every brand family alike, all fonts, some
+    crops turned): the fine-tune chooses its blend on this without ever seeing the suite.
+    """
+    from loop.regression import RegressionConfig, render_suite
+    from synth.grammar import FAMILIES
+
+    cfg = RegressionConfig(per_family=max(1, -(-n // len(FAMILIES))), seed=424_242 + 7_919 * seed, min_per_condition=0)
+    df = render_suite(cfg)
+    return Anchor([decode_image(bytes(b)) for b in df["image"]], [str(x) for x in df["label"]])
+
+
+def even_plan() -> TargetPlan:
+    """Plain synthetic replay: every brand family alike (the gate checks each family's slice,
+    so the rare ones must not fade), default conditions."""
+    from synth.grammar import FAMILIES
+
+    return TargetPlan({f: 1.0 for f in sorted(FAMILIES)}, {}, {})
 
 
 def _code(renderer, pyrng: random.Random, plan: TargetPlan | None) -> tuple[str, str]:
@@ -157,6 +191,7 @@ class Mix:
     train: Pool
     val: Pool
     info: dict
+    anchor: Anchor | None = None  # what the champion already reads (recognizer.finetune: blending)
 
 
 def build_mix(new_rows: pd.DataFrame, replay_rows: pd.DataFrame, read: Callable[[str], bytes],
@@ -178,7 +213,7 @@ def build_mix(new_rows: pd.DataFrame, replay_rows: pd.DataFrame, read: Callable[
     n_targeted = round(n_synth * cfg.targeted)
     parts = [pool_from_rows(train_new, read)] * repeat + [pool_from_rows(replay, read)] * repeat + [
              render_synthetic(n_targeted, cfg.seed + 1, plan, cfg.workers),
-             render_synthetic(n_synth - n_targeted, cfg.seed + 2, None, cfg.workers)]
+             render_synthetic(n_synth - n_targeted, cfg.seed + 2, even_plan(), cfg.workers)]
     val_real = pool_from_rows(val_new, read)
     n_val_synth = max(0, cfg.min_val - len(val_real))
     val = Pool.concat([val_real, render_synthetic(n_val_synth, cfg.seed + 3, plan, cfg.workers)]) \
@@ -187,7 +222,9 @@ def build_mix(new_rows: pd.DataFrame, replay_rows: pd.DataFrame, read: Callable[
                                               (("new", cfg.new), ("replay", cfg.replay), ("synthetic", cfg.synthetic))},
             "counts": {"new": len(train_new), "replay": n_replay, "real_repeat": repeat,
                        "replay_filled_by_synthetic": want_replay - n_replay, "synthetic_targeted": n_targeted,
-                       "synthetic_plain": n_synth - n_targeted, "val_real": len(val_real), "val_synthetic": n_val_synth},
+                       "synthetic_plain": n_synth - n_targeted, "val_real": len(val_real), "val_synthetic": n_val_synth,
+                       "anchor": cfg.anchor},
             "plan": {k: v for k, v in asdict(plan).items() if k != "errors"},
             "champion_errors": plan.errors}
-    return Mix(Pool.concat([p for p in parts if len(p)]), val, info)
+    anchor = render_anchor(cfg.anchor, cfg.seed) if cfg.anchor else None
+    return Mix(Pool.concat([p for p in parts if len(p)]), val, info, anchor)

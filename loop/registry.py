@@ -36,6 +36,10 @@ def setup_mlflow(home: str, experiment: str = EXPERIMENT) -> str:
         os.makedirs(os.path.join(home, "mlflow", "artifacts"), exist_ok=True)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    if embedded:
+        # mlflow exports the URI for subprocesses; an embedded store is this home's, not the process's:
+        # left in the environment, a later call for another home (or a child process) would follow it
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
     client = MlflowClient(uri, uri)
     if client.get_experiment_by_name(experiment) is None:
         location = f"file://{os.path.join(home, 'mlflow', 'artifacts')}" if embedded else None

@@ -1,8 +1,18 @@
 """Fine-tune from a champion: warm start, charset extension, early stopping, resume.
 
 Layout of ``out_dir``: ``ckpt/`` (latest weights + optimizer state, what a run that
-died resumes from) and ``best/`` (the artifact with the best validation exact match
-so far, step 0 = the warm start itself). The result is always ``best/``.
+died resumes from), ``best/`` (the artifact with the best validation exact match
+so far, step 0 = the warm start itself) and, when an anchor set is given, ``final/``.
+
+Forgetting: fine-tuning on a new domain moves weights the old domains need. With an
+``anchor`` set (fresh renders of what the champion was trained on, never the gate's
+regression suite, read by the serving predictor) the result is a point on the line between the champion's weights
+and ``best/`` (weight-space ensembling, as in WiSE-FT): for each ``alpha`` in
+``FinetuneConfig.interpolate`` the blend ``(1 - alpha) * champion + alpha * best`` is
+scored on the validation and anchor pools, and the blend with the best validation exact
+match among those whose anchor exact match stays within ``anchor_tolerance`` of the
+champion's is kept (alpha 0, the champion itself, always qualifies). The result is then
+``final/``.
 """
 from __future__ import annotations
 
@@ -18,7 +28,7 @@ from recognizer.evaluate import evaluate_pool
 from recognizer.model import CRNN, ModelConfig
 from recognizer.synthdata import Pool
 from recognizer.tokenizer import CTCTokenizer
-from recognizer.train import TrainConfig, fit, pick_device, seed_everything
+from recognizer.train import Distill, TrainConfig, fit, pick_device, seed_everything
 
 
 @dataclass
@@ -32,6 +42,9 @@ class FinetuneConfig:
     max_batch_pixels: int = 64 * 32 * 512   # padded pixels per batch (wide crops -> smaller batches)
     new_row_bias: float = -8.0     # bias of appended output rows (keeps old readings unchanged)
     freeze_bn: bool = True         # keep the champion's BatchNorm statistics (less forgetting)
+    distill: float = 1.0           # weight of the champion-distillation term (recognizer.train.Distill); 0: off
+    interpolate: tuple[float, ...] = (1.0, 0.85, 0.7, 0.55, 0.4, 0.25)   # blends tried with an anchor pool
+    anchor_tolerance: float = 0.0  # allowed anchor exact-match drop vs the champion (0.0: none)
 
 
 @dataclass
@@ -45,6 +58,8 @@ class FinetuneResult:
     history: list[dict]
     wall_s: float
     img_per_s: float
+    alpha: float = 1.0             # weight of the fine-tuned model in the result (1.0: ``best/`` as is)
+    blends: list[dict] = field(default_factory=list)   # alpha -> val / anchor exact match
 
 
 def extend_charset(model: CRNN, tok: CTCTokenizer, new_chars: str,
@@ -111,13 +126,66 @@ class _EarlyStop:
         return len(since) >= self.cfg.patience
 
 
+def blend(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
+    """``(1 - alpha) * a + alpha * b`` for float tensors; integer buffers (BN step counters) from ``b``."""
+    return {k: torch.lerp(a[k].float(), v.float(), alpha).to(v.dtype) if v.is_floating_point() else v
+            for k, v in b.items()}
+
+
+def _crops(x) -> tuple[list, list[str]]:
+    """A ``Pool`` or anything with ``images`` and ``labels`` -> (grey crops, labels)."""
+    if isinstance(x, Pool):
+        return [x.image(i) for i in range(len(x))], list(x.labels)
+    return list(x.images), list(x.labels)
+
+
+def serving_exact_match(model_dir: str, crops: tuple[list, list[str]]) -> float:
+    """Exact match of the serving predictor (turns, 180-degree check, deskew) of ``model_dir``."""
+    from recognizer.metrics import exact_match
+    from recognizer.predict import Predictor
+
+    images, labels = crops
+    if not labels:
+        return 0.0
+    preds = Predictor(model_dir).predict_arrays(images)
+    return sum(exact_match(p.text, lab) for p, lab in zip(preds, labels)) / len(labels)
+
+
+def choose_blend(champion: CRNN, tuned: CRNN, tok: CTCTokenizer, val_pool, anchor, alphas: tuple[float, ...],
+                 tolerance: float, work_dir: str, log: Callable[[str], None] = print
+                 ) -> tuple[float, dict[str, torch.Tensor], list[dict]]:
+    """Score the blends on val + anchor with the serving predictor; returns (alpha, weights, table).
+
+    The serving path matters: a fine-tune that keeps upright readings can still lose crops
+    the predictor rescues by turning or deskewing (its confidences move).
+    """
+    a, b = champion.state_dict(), tuned.state_dict()
+    probe = CRNN(tuned.cfg).eval()
+    val, anc = _crops(val_pool), _crops(anchor)
+    rows = []
+    for alpha in sorted({0.0, *alphas}):
+        probe.load_state_dict(blend(a, b, alpha))
+        d = save_model(probe, tok, os.path.join(work_dir, f"blend-{alpha:.2f}"))
+        rows.append({"alpha": alpha, "val_exact_match": serving_exact_match(d, val),
+                     "anchor_exact_match": serving_exact_match(d, anc)})
+    floor = rows[0]["anchor_exact_match"] - tolerance
+    ok = [r for r in rows if r["anchor_exact_match"] >= floor - 1e-9]
+    pick = max(ok, key=lambda r: (r["val_exact_match"], -r["alpha"]))
+    log("fine-tune blends (alpha: val / anchor): " + ", ".join(
+        f"{r['alpha']:.2f}: {r['val_exact_match']:.3f}/{r['anchor_exact_match']:.3f}" for r in rows)
+        + f" -> alpha {pick['alpha']:.2f}")
+    return pick["alpha"], blend(a, b, pick["alpha"]), rows
+
+
 def finetune(init_dir: str, train_pool: Pool, val_pool: Pool, cfg: FinetuneConfig, out_dir: str,
              meta: dict | None = None, on_eval: Callable[[dict], None] | None = None,
-             log: Callable[[str], None] = print) -> FinetuneResult:
+             log: Callable[[str], None] = print, anchor=None) -> FinetuneResult:
     """Warm start from the artifact ``init_dir``, train on ``train_pool``, keep the best on ``val_pool``.
 
     Characters in the training labels that the champion lacks are appended to its charset.
-    A second call with the same ``out_dir`` resumes from the last checkpoint.
+    A second call with the same ``out_dir`` resumes from the last checkpoint. With ``anchor``
+    (a ``Pool``, or full-size crops with ``images`` and ``labels``) the result is the chosen
+    blend of champion and best (module docstring).
     """
     t0 = time.time()
     seed_everything(cfg.train.seed)
@@ -132,10 +200,26 @@ def finetune(init_dir: str, train_pool: Pool, val_pool: Pool, cfg: FinetuneConfi
     if stop.best_step < 0:                        # step 0: the warm start is the first candidate
         model.eval()
         stop(model, [{"step": 0, "ctc": None, **val(model)}])
+    teacher = None
+    if cfg.distill > 0:
+        champion, champion_tok, _ = load_model(init_dir)
+        teacher = Distill(extend_charset(champion, champion_tok, added, cfg.new_row_bias)[0], cfg.distill)
     res = fit(model, tok, train_pool, cfg.train, ckpt_dir, evaluate=val, meta=meta, log=log,
               on_eval=stop, max_batch_pixels=cfg.max_batch_pixels,
-              train_mode=bn_frozen_train if cfg.freeze_bn else None)
+              train_mode=bn_frozen_train if cfg.freeze_bn else None, distill=teacher)
     log(f"fine-tune: best step {stop.best_step} val exact match {stop.best:.4f}"
         f"{' (stopped early)' if res['stopped_early'] else ''}")
-    return FinetuneResult(best_dir, stop.best_step, stop.best, res["step"], res["stopped_early"], added,
-                          res["history"], time.time() - t0, res["img_per_s"])
+    result_dir, alpha, blends, val_em = best_dir, 1.0, [], stop.best
+    if anchor is not None and len(anchor) and cfg.interpolate:
+        champion, champion_tok, _ = load_model(init_dir)
+        champion, _ = extend_charset(champion, champion_tok, added, cfg.new_row_bias)
+        tuned, _, best_cfg = load_model(best_dir)
+        alpha, weights, blends = choose_blend(champion, tuned, tok, val_pool, anchor, cfg.interpolate,
+                                              cfg.anchor_tolerance, os.path.join(out_dir, "blends"), log)
+        tuned.load_state_dict(weights)
+        val_em = next(r["val_exact_match"] for r in blends if r["alpha"] == alpha)
+        result_dir = save_model(tuned, tok, os.path.join(out_dir, "final"),
+                                {**best_cfg["meta"], "blend_alpha": alpha, "blends": blends,
+                                 "val_exact_match": val_em})
+    return FinetuneResult(result_dir, stop.best_step, val_em, res["step"], res["stopped_early"], added,
+                          res["history"], time.time() - t0, res["img_per_s"], alpha, blends)

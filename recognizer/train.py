@@ -59,9 +59,47 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * p)))
 
 
+@dataclass
+class Distill:
+    """Keep a teacher's readings where they are right (fine-tuning without forgetting).
+
+    On every crop of a batch that the ``teacher`` (the champion) reads exactly right, the
+    student is also pulled towards the teacher's per-frame distribution (KL divergence,
+    weight ``weight``); crops the teacher misreads are learnt from their labels alone.
+    """
+
+    teacher: CRNN
+    weight: float = 1.0
+
+
+def teacher_right(logp: torch.Tensor, lens: torch.Tensor, targets: torch.Tensor, target_lengths: torch.Tensor,
+                  blank: int = 0) -> torch.Tensor:
+    """Bool per crop: the greedy reading of ``logp`` (T x B x K) equals the crop's target ids."""
+    best = logp.argmax(-1).cpu()
+    ends = torch.cumsum(target_lengths.cpu(), 0)
+    out = torch.zeros(best.shape[1], dtype=torch.bool)
+    for b in range(best.shape[1]):
+        ids = best[: int(lens[b]), b]
+        keep = torch.ones_like(ids, dtype=torch.bool)
+        keep[1:] = ids[1:] != ids[:-1]
+        read = ids[keep & (ids != blank)]
+        want = targets[int(ends[b] - target_lengths[b]): int(ends[b])].cpu()
+        out[b] = read.shape == want.shape and bool(torch.equal(read, want))
+    return out
+
+
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor, lens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean per-frame KL(teacher || student) over the valid frames of the masked crops."""
+    t = student.shape[0]
+    valid = (torch.arange(t, device=student.device)[:, None] < lens.to(student.device)[None, :]) \
+        & mask.to(student.device)[None, :]
+    kl = (teacher.exp() * (teacher - student)).sum(-1)
+    return (kl * valid).sum() / valid.sum().clamp(min=1)
+
+
 def loss_on_batch(model: CRNN, batch: dict[str, torch.Tensor], cfg: TrainConfig,
-                  device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
-    """CTC loss on upright crops + BCE for the upside-down head on a flipped subset."""
+                  device: torch.device, distill: Distill | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """CTC loss on upright crops + BCE for the upside-down head on a flipped subset (+ distillation)."""
     x = batch["images"].to(device, non_blocking=True)
     b = x.shape[0]
     k = int(round(b * cfg.orient_frac))
@@ -77,15 +115,23 @@ def loss_on_batch(model: CRNN, batch: dict[str, torch.Tensor], cfg: TrainConfig,
     target = torch.cat([torch.zeros(b), torch.ones(k)]).to(device)
     ori = F.binary_cross_entropy_with_logits(orient.float(), target)
     loss = ctc + cfg.orient_weight * ori
-    return loss, {"ctc": float(ctc.detach()), "orient": float(ori.detach())}
+    parts = {"ctc": float(ctc.detach()), "orient": float(ori.detach())}
+    if distill is not None and distill.weight > 0:
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            teacher = distill.teacher(x)[0].float()
+        mask = teacher_right(teacher, in_lens, batch["targets"], batch["target_lengths"])
+        kd = distill_loss(logp, teacher, in_lens, mask)
+        loss = loss + distill.weight * kd
+        parts.update(kd=float(kd.detach()), kd_share=float(mask.float().mean()))
+    return loss, parts
 
 
 def train_step(model: CRNN, opt: torch.optim.Optimizer, batch: dict[str, torch.Tensor], cfg: TrainConfig,
-               device: torch.device, lr: float) -> dict[str, float]:
+               device: torch.device, lr: float, distill: Distill | None = None) -> dict[str, float]:
     """One optimizer step at learning rate ``lr``; returns the loss parts."""
     for g in opt.param_groups:
         g["lr"] = lr
-    loss, parts = loss_on_batch(model, batch, cfg, device)
+    loss, parts = loss_on_batch(model, batch, cfg, device, distill)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -96,18 +142,22 @@ def train_step(model: CRNN, opt: torch.optim.Optimizer, batch: dict[str, torch.T
 def fit(model: CRNN, tok: CTCTokenizer, train_pool: Pool, cfg: TrainConfig, out_dir: str,
         evaluate: Callable[[CRNN], dict] | None = None, meta: dict | None = None,
         log: Callable[[str], None] = print, on_eval: Callable[[CRNN, list[dict]], bool] | None = None,
-        max_batch_pixels: int | None = None, train_mode: Callable[[CRNN], None] | None = None) -> dict:
+        max_batch_pixels: int | None = None, train_mode: Callable[[CRNN], None] | None = None,
+        distill: Distill | None = None) -> dict:
     """Train for ``cfg.steps`` optimizer steps; resumes from ``out_dir`` when a state is there.
 
     ``on_eval(model, history)`` runs after each evaluation; returning True stops training early
     (a checkpoint is written first). ``max_batch_pixels`` caps padded pixels per batch
     (``WidthBucketSampler``), so batches of very wide crops stay within memory. ``train_mode``
     replaces ``model.train()`` (e.g. to keep BatchNorm statistics frozen while fine-tuning).
+    ``distill`` adds the teacher term of ``Distill`` (the teacher stays in eval mode).
     """
     train_mode = train_mode or (lambda m: m.train())
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
     train_mode(model.to(device))
+    if distill is not None:
+        distill.teacher.to(device).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, history = 0, []
     state = load_train_state(out_dir)
@@ -129,13 +179,14 @@ def fit(model: CRNN, tok: CTCTokenizer, train_pool: Pool, cfg: TrainConfig, out_
     stopped = False
     while step < last and not stopped:
         for batch in loader:  # each pass reshuffles (the sampler's generator advances)
-            parts = train_step(model, opt, batch, cfg, device, lr_at(step, cfg))
+            parts = train_step(model, opt, batch, cfg, device, lr_at(step, cfg), distill)
             step += 1
             seen += batch["images"].shape[0]
             ema = parts["ctc"] if ema is None else 0.98 * ema + 0.02 * parts["ctc"]
             if step % 100 == 0:
                 rate = seen / (time.time() - t0)
-                log(f"step {step} ctc {ema:.3f} orient {parts['orient']:.3f} lr {lr_at(step, cfg):.2e} {rate:.0f} img/s")
+                kd = f" kd {parts['kd']:.3f} on {parts['kd_share']:.0%}" if "kd" in parts else ""
+                log(f"step {step} ctc {ema:.3f} orient {parts['orient']:.3f}{kd} lr {lr_at(step, cfg):.2e} {rate:.0f} img/s")
             if evaluate is not None and (step % cfg.eval_every == 0 or step == last):
                 model.eval()
                 res = evaluate(model)

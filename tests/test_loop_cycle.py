@@ -20,7 +20,7 @@ from recognizer.train import TrainConfig
 
 def _tiny_cycle(**kw) -> CycleConfig:
     return CycleConfig(
-        mix=MixConfig(min_synthetic=24, min_val=16, workers=1),
+        mix=MixConfig(min_synthetic=24, min_val=16, workers=1, anchor=44),
         finetune=FinetuneConfig(train=TrainConfig(steps=20, batch_size=16, lr=1e-3, warmup=2, eval_every=10,
                                                   ckpt_every=10, workers=0)),
         regression=RegressionConfig(per_family=3, min_per_condition=1),

@@ -112,7 +112,31 @@ def test_tiny_finetune_learns_a_shifted_domain(tmp_path, base_model_dir):
     m, tok, _ = load_model(base_model_dir)
     before = evaluate_pool(m, tok, test)["exact_match"]
     cfg = _cfg(train={"steps": 40, "batch_size": 16, "lr": 2e-3, "warmup": 5, "eval_every": 20, "ckpt_every": 20})
-    res = finetune(base_model_dir, train, val, cfg, str(tmp_path / "ft"), **QUIET)
+    res = finetune(base_model_dir, train, val, cfg, str(tmp_path / "ft"), **QUIET)     # distillation on, no blend
     m2, tok2, _ = load_model(res.model_dir)
     after = evaluate_pool(m2, tok2, test)["exact_match"]
     assert before < 0.4 and after >= before + 0.1, (before, after)
+    assert res.model_dir.endswith("best") and res.alpha == 1.0
+
+
+def test_blending_never_returns_a_model_that_reads_the_anchor_worse(tmp_path, base_model_dir, tiny_pool):
+    """A fine-tune that wrecked the old domain: the chosen blend is (near) the champion, never the wreck."""
+    from recognizer.finetune import blend, choose_blend, serving_exact_match
+
+    champion, tok, _ = load_model(base_model_dir)
+    wreck, _, _ = load_model(base_model_dir)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in wreck.parameters():
+            p.add_(torch.randn_like(p) * p.abs().mean().clamp(min=1e-3) * 2)
+    a, b = champion.state_dict(), wreck.state_dict()
+    assert all(torch.equal(blend(a, b, 0.0)[k], a[k]) and torch.equal(blend(a, b, 1.0)[k], b[k]) for k in a)
+    anchor, val = _head(tiny_pool, 96), _head(tiny_pool, 48)
+    alpha, weights, rows = choose_blend(champion, wreck, tok, val, anchor, (1.0, 0.5), 0.0, str(tmp_path), **QUIET)
+    base = serving_exact_match(base_model_dir, (anchor_imgs := [anchor.image(i) for i in range(len(anchor))],
+                                                anchor.labels))
+    assert [r["alpha"] for r in rows] == [0.0, 0.5, 1.0] and rows[0]["anchor_exact_match"] == base
+    assert rows[-1]["anchor_exact_match"] < base and alpha < 1.0
+    chosen = CRNN(champion.cfg).eval()
+    chosen.load_state_dict(weights)
+    assert serving_exact_match(save_model(chosen, tok, str(tmp_path / "chosen")), (anchor_imgs, anchor.labels)) >= base

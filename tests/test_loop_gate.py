@@ -87,3 +87,15 @@ def test_no_real_data_means_no_promotion_and_force_needs_a_name():
     assert forced.promote and forced.forced_by == "kim" and "forced by kim" in forced.reason
     with pytest.raises(ValueError, match="forced-by"):
         force(d, " ")
+
+
+def test_a_slice_dip_within_chance_passes_and_names_the_sign_test():
+    """Two of 50 adidas crops lost, none gained: 4 points but p = 0.25 -- noise, not a regression."""
+    champ = _scores({"heldout": set(range(0, 100, 2)) | set(range(1, 61, 2)), "regression": ALL})
+    chall = _scores({"heldout": set(range(4, 100, 2)) | set(range(1, 100, 2)), "regression": ALL})
+    d = decide(champ, chall, GateConfig(margin=0.01, slice_tolerance=0.03, set_tolerance=1.0))
+    adidas = next(c for c in d.checks if c.name == "slice heldout/brand=adidas")
+    assert adidas.passed and "2 lost, 0 gained, sign test p=0.250" in adidas.detail
+    assert d.promote
+    strict = decide(champ, chall, GateConfig(margin=0.01, slice_tolerance=0.03, set_tolerance=1.0, slice_p=None))
+    assert not strict.promote and "slice heldout/brand=adidas failed" in strict.reason

@@ -42,7 +42,7 @@ def test_build_mix_ratios_replay_and_validation(synth_crops):
     held = _rows(synth_crops, ["CU4874-001"], [None], split="heldout", prefix="h")[0]
     read = {**blobs, **old_blobs}.__getitem__
     mix = build_mix(pd.concat([new, held]), old, read, MixConfig(new=0.5, replay=0.25, synthetic=0.25, min_synthetic=0,
-                                                                 min_val=10, val_share=0.2, seed=1))
+                                                                 min_val=10, val_share=0.2, seed=1, anchor=22))
     c = mix.info["counts"]
     assert c["new"] + c["val_real"] == 80 and 5 <= c["val_real"] <= 30
     assert c["replay"] == round(c["new"] / 2) and c["synthetic_targeted"] + c["synthetic_plain"] == round(c["new"] / 2)
@@ -52,10 +52,14 @@ def test_build_mix_ratios_replay_and_validation(synth_crops):
     assert "CU4874-001" not in mix.train.labels + mix.val.labels          # held-out rows never trained on
     assert mix.info["shares"] == {"new": 0.5, "replay": 0.25, "synthetic": 0.25}
     assert mix.info["plan"]["brand_mix"]["nike"] > mix.info["plan"]["brand_mix"]["adidas"]
-    more = build_mix(new, old, read, MixConfig(min_synthetic=2 * c["new"], min_val=0, val_share=0.2, seed=1))
+    # the anchor: drawn like the regression suite (every family alike), full size, never trained on
+    from synth.grammar import FAMILIES
+    assert len(mix.anchor) == 22 == 2 * len(FAMILIES) and c["anchor"] == 22
+    assert not set(mix.anchor.labels) & set(mix.train.labels) and min(im.shape[0] for im in mix.anchor.images) > 0
+    more = build_mix(new, old, read, MixConfig(min_synthetic=2 * c["new"], min_val=0, val_share=0.2, seed=1, anchor=0))
     m = more.info["counts"]
     assert m["real_repeat"] == 4 and len(more.train) == 4 * (m["new"] + m["replay"]) + 2 * m["new"]
-    first = build_mix(new, old.iloc[:0], read, MixConfig(min_synthetic=0, min_val=0, seed=1))
+    first = build_mix(new, old.iloc[:0], read, MixConfig(min_synthetic=0, min_val=0, seed=1, anchor=0))
     assert first.info["counts"]["replay"] == 0 and first.info["counts"]["replay_filled_by_synthetic"] > 0
     with pytest.raises(ValueError, match="shares"):
         MixConfig(new=0)

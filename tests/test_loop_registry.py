@@ -28,6 +28,18 @@ def test_default_tracking_is_sqlite_under_home(tmp_path, monkeypatch):
     assert tracking_uri(str(tmp_path)) == "http://mlflow.internal:5000"
 
 
+def test_embedded_store_stays_with_its_home(tmp_path, monkeypatch):
+    """mlflow.set_tracking_uri exports the URI; an embedded store must not leak into the next home."""
+    from loop.registry import setup_mlflow
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    first = setup_mlflow(str(tmp_path / "a"))
+    assert first.endswith("/a/mlflow/mlflow.db") and "MLFLOW_TRACKING_URI" not in os.environ
+    assert mlflow.get_tracking_uri() == first
+    assert setup_mlflow(str(tmp_path / "b")).endswith("/b/mlflow/mlflow.db")
+    assert mlflow.get_tracking_uri().endswith("/b/mlflow/mlflow.db")
+
+
 def test_bootstrap_promote_rollback_move_aliases(tagloop_home):
     reg = Registry()
     assert resolve_model("champion") == base_model_dir()           # empty registry: shipped model

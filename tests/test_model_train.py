@@ -87,3 +87,26 @@ def test_resume_continues_from_last_checkpoint(tiny_pool, tmp_path):
     res = fit(m2, tok, tiny_pool, TrainConfig(steps=6, batch_size=16, workers=0, ckpt_every=2), out, log=logs.append)
     assert any("resumed from step 4" in l for l in logs)
     assert res["step"] == 6
+
+
+def test_teacher_right_and_distillation_loss():
+    """Distillation only where the teacher reads the label exactly; zero when the student equals the teacher."""
+    from recognizer.train import distill_loss, teacher_right
+
+    def onehot(paths, k=5):
+        x = torch.full((len(paths[0]), len(paths), k), -9.0)
+        for b, path in enumerate(paths):
+            for t, c in enumerate(path):
+                x[t, b, c] = 0.0
+        return x.log_softmax(-1)
+
+    teacher = onehot([[1, 1, 0, 2, 2, 0], [3, 0, 0, 0, 0, 0]])
+    lens = torch.tensor([6, 6])
+    targets, tlens = torch.tensor([1, 2, 3, 3]), torch.tensor([2, 2])
+    mask = teacher_right(teacher, lens, targets, tlens)
+    assert mask.tolist() == [True, False]                      # "12" right; "3" is not "33"
+    assert distill_loss(teacher, teacher, lens, mask).item() == pytest.approx(0.0, abs=1e-6)
+    student = onehot([[1, 1, 0, 4, 4, 0], [4, 4, 4, 4, 4, 4]])
+    assert distill_loss(student, teacher, lens, mask).item() > 1.0
+    only_wrong = distill_loss(student, teacher, lens, torch.tensor([False, True]))
+    assert only_wrong.item() > 1.0 and distill_loss(student, teacher, lens, torch.tensor([False, False])).item() == 0.0
