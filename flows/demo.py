@@ -69,6 +69,8 @@ def quiet() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     for name in ("mlflow", "great_expectations", "alembic", "prefect", "httpx", "evidently"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # the emulator logs every 404 of an existence check (lock, state files) as an ERROR: expected here
+    logging.getLogger("gcp_storage_emulator").setLevel(logging.CRITICAL)
     warnings.filterwarnings("ignore")
 
 
@@ -148,6 +150,13 @@ def print_summary(s, seeds: list[Any], home: str, n_objects: int, wall_s: float)
     print(f"ingested: {ing['n_new']} new -> {ing['n_accepted']} accepted, {ing['n_review']} held for review "
           f"{ing.get('review_reasons') or ''}, {ing['n_quarantined']} quarantined {ing['quarantine_reasons']}")
     print(f"dataset version {ing['dataset_version']}; training mix {s.mix}")
+    ft = getattr(s, "finetune", None) or {}
+    if ft.get("blends"):
+        table = ", ".join(f"{b['alpha']:.2f}: {b['val_exact_match']:.3f}/{b['anchor_exact_match']:.3f}" for b in ft["blends"])
+        kept = "the champion's own weights: every blend that learnt more read the anchor worse" \
+            if ft["blend_alpha"] == 0 else f"weight {ft['blend_alpha']:.2f} on the fine-tuned model"
+        print(f"fine-tune: best step {ft['best_step']}; blends (weight: validation / anchor exact match) {table}"
+              f" -> kept {kept}")
     if s.challenger_version:
         print(f"\nexact match     champion v{s.champion_version}   challenger v{s.challenger_version}")
         for name in ("new_batch", "heldout", "regression"):

@@ -76,6 +76,7 @@ class CycleSummary:
     mix: dict[str, Any] = field(default_factory=dict)
     gate: dict[str, Any] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
+    finetune: dict[str, Any] = field(default_factory=dict)   # best step, blend weight and the blend table
 
     def to_json(self) -> str:
         """DESIGN.md's ``retrain --json`` object: the ingest keys plus the cycle's."""
@@ -358,7 +359,8 @@ def run_cycle(storage: Storage, home: str, base_dir: str, cfg: CycleConfig | Non
         clock.lap("reports")
         mlflow.log_metrics({f"stage_s.{k}": v for k, v in clock.times.items()})
     return CycleSummary(json.loads(ing.to_json()), champion.version, version, decision.promote, decision.reason,
-                        metrics, uri, run.info.run_id, mix.info["counts"], decision.to_dict(), clock.times)
+                        metrics, uri, run.info.run_id, mix.info["counts"], decision.to_dict(), clock.times,
+                        {"best_step": ft.best_step, "steps": ft.steps, "blend_alpha": ft.alpha, "blends": ft.blends})
 
 
 def _log_mix(mix: Mix, split: DataSplit, champion: Champion, cfg: CycleConfig) -> None:

@@ -36,7 +36,7 @@ def test_demo_runs_on_embedded_defaults(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     out = res.stdout
     assert "SIMULATED" in out and "[10/10] drift + accuracy reports" in out
-    assert "decision:" in out and "exact match" in out, out
+    assert "decision:" in out and "exact match" in out and "fine-tune: best step" in out and "-> kept " in out, out
     (demo_home,) = (tmp_path / "home" / "demo").iterdir()
     reports = list((demo_home / "bucket" / "reports").glob("retrain-*/accuracy.html"))
     assert len(reports) == 1 and str(reports[0].parent) in out
