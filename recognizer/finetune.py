@@ -51,7 +51,7 @@ class FinetuneConfig:
 class FinetuneResult:
     model_dir: str                 # the best artifact (``out_dir/best``)
     best_step: int
-    best_exact_match: float
+    best_exact_match: float        # validation exact match of the result (serving predictor when blended)
     steps: int
     stopped_early: bool
     added_chars: str
