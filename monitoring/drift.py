@@ -118,7 +118,7 @@ def run_drift(reference: pd.DataFrame, current: pd.DataFrame, cfg: DriftConfig |
     features = feature_drift(snap.dict())
     for c in cat:                     # report the threshold the sized test actually applied
         f = features[c]
-        if f.method in (SIZED_JS.name, SIZED_JS.display_name):
+        if f.method == SIZED_JS.name:
             f.threshold = categorical_threshold(reference[c], current[c], f.threshold)
     drifted = [c for c in num + cat if features[c].drifted]
     share = len(drifted) / len(features)

@@ -6,6 +6,13 @@ import numpy as np
 from recognizer.tokenizer import CTCTokenizer
 
 
+def collapse_mask(ids: np.ndarray, blank: int) -> np.ndarray:
+    """Bool per frame of a greedy CTC path: the frames that emit a character (repeats merged, blanks dropped)."""
+    keep = np.ones(len(ids), bool)
+    keep[1:] = ids[1:] != ids[:-1]
+    return keep & (ids != blank)
+
+
 def greedy_decode(logp: np.ndarray, lengths: np.ndarray, tok: CTCTokenizer) -> list[tuple[str, float]]:
     """T x B x K log-probs -> [(text, confidence)] per crop.
 
@@ -19,9 +26,7 @@ def greedy_decode(logp: np.ndarray, lengths: np.ndarray, tok: CTCTokenizer) -> l
         n = int(lengths[b])
         ids = best[:n, b]
         text = tok.decode(ids)
-        keep = np.ones(n, bool)
-        keep[1:] = ids[1:] != ids[:-1]
-        keep &= ids != tok.blank_id
+        keep = collapse_mask(ids, tok.blank_id)
         scores = top[:n, b][keep] if keep.any() else top[:n, b]
         conf = float(np.exp(scores.min())) if len(scores) else 0.0
         out.append((text, conf))

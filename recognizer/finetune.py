@@ -200,21 +200,21 @@ def finetune(init_dir: str, train_pool: Pool, val_pool: Pool, cfg: FinetuneConfi
     if stop.best_step < 0:                        # step 0: the warm start is the first candidate
         model.eval()
         stop(model, [{"step": 0, "ctc": None, **val(model)}])
-    teacher = None
-    if cfg.distill > 0:
+    blending = anchor is not None and len(anchor) > 0 and bool(cfg.interpolate)
+    champion = None                    # the warm start, kept unchanged: teacher and blend end point
+    if cfg.distill > 0 or blending:
         champion, champion_tok, _ = load_model(init_dir)
-        teacher = Distill(extend_charset(champion, champion_tok, added, cfg.new_row_bias)[0], cfg.distill)
+        champion = extend_charset(champion, champion_tok, added, cfg.new_row_bias)[0]
+    teacher = Distill(champion, cfg.distill) if cfg.distill > 0 else None
     res = fit(model, tok, train_pool, cfg.train, ckpt_dir, evaluate=val, meta=meta, log=log,
               on_eval=stop, max_batch_pixels=cfg.max_batch_pixels,
               train_mode=bn_frozen_train if cfg.freeze_bn else None, distill=teacher)
     log(f"fine-tune: best step {stop.best_step} val exact match {stop.best:.4f}"
         f"{' (stopped early)' if res['stopped_early'] else ''}")
     result_dir, alpha, blends, val_em = best_dir, 1.0, [], stop.best
-    if anchor is not None and len(anchor) and cfg.interpolate:
-        champion, champion_tok, _ = load_model(init_dir)
-        champion, _ = extend_charset(champion, champion_tok, added, cfg.new_row_bias)
+    if blending:
         tuned, _, best_cfg = load_model(best_dir)
-        alpha, weights, blends = choose_blend(champion, tuned, tok, val_pool, anchor, cfg.interpolate,
+        alpha, weights, blends = choose_blend(champion.cpu(), tuned, tok, val_pool, anchor, cfg.interpolate,
                                               cfg.anchor_tolerance, os.path.join(out_dir, "blends"), log)
         tuned.load_state_dict(weights)
         val_em = next(r["val_exact_match"] for r in blends if r["alpha"] == alpha)

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 
 from recognizer.checkpoint import load_train_state, save_model, save_train_state
 from recognizer.data import PoolDataset, WidthBucketSampler, collate
+from recognizer.decode import collapse_mask
 from recognizer.model import CRNN
 from recognizer.synthdata import Pool
 from recognizer.tokenizer import CTCTokenizer
@@ -75,17 +76,14 @@ class Distill:
 def teacher_right(logp: torch.Tensor, lens: torch.Tensor, targets: torch.Tensor, target_lengths: torch.Tensor,
                   blank: int = 0) -> torch.Tensor:
     """Bool per crop: the greedy reading of ``logp`` (T x B x K) equals the crop's target ids."""
-    best = logp.argmax(-1).cpu()
-    ends = torch.cumsum(target_lengths.cpu(), 0)
-    out = torch.zeros(best.shape[1], dtype=torch.bool)
+    best = logp.argmax(-1).cpu().numpy()
+    want = np.split(targets.cpu().numpy(), np.cumsum(target_lengths.cpu().numpy())[:-1])
+    out = []
     for b in range(best.shape[1]):
         ids = best[: int(lens[b]), b]
-        keep = torch.ones_like(ids, dtype=torch.bool)
-        keep[1:] = ids[1:] != ids[:-1]
-        read = ids[keep & (ids != blank)]
-        want = targets[int(ends[b] - target_lengths[b]): int(ends[b])].cpu()
-        out[b] = read.shape == want.shape and bool(torch.equal(read, want))
-    return out
+        read = ids[collapse_mask(ids, blank)]
+        out.append(read.shape == want[b].shape and bool((read == want[b]).all()))
+    return torch.tensor(out, dtype=torch.bool)
 
 
 def distill_loss(student: torch.Tensor, teacher: torch.Tensor, lens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
