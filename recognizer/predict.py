@@ -5,7 +5,8 @@ memory at load time and run by ONNX Runtime: ~2x lower CPU latency at batch 1).
 Orientation: crops taller than wide are turned 90 degrees first; the model's
 upside-down head then decides whether to read the crop turned 180 degrees, and
 when it (or the reading) is unsure both readings are made and the more confident
-one wins.
+one wins. Boxy crops read with little confidence (a diagonal line in an axis-aligned
+box) are also read straightened at a few angles, both ways up (``recognizer.deskew``).
 """
 from __future__ import annotations
 
@@ -42,13 +43,15 @@ class Predictor:
     """Loads a model artifact and reads crops (RGB/grey arrays or files)."""
 
     def __init__(self, model_dir: str, backend: str = "auto", batch_size: int = 64,
-                 flip_check: float = 0.2, sure: float = 0.9, deskew_below: float = 0.95) -> None:
+                 flip_check: float = 0.2, sure: float = 0.9, deskew_below: float = 0.95,
+                 deskew_margin: float = 0.02) -> None:
         self.model, self.tok, self.config = load_model(model_dir)
         self.height = self.model.cfg.img_height
         self.batch_size = batch_size
         self.flip_check = flip_check       # P(upside down) above which the 180-degree reading is made
         self.sure = sure                   # confidence below which it is made as well
         self.deskew_below = deskew_below   # retry boxy crops read with less confidence (0: off)
+        self.deskew_margin = deskew_margin # confidence a straightened reading must add to replace the reading
         self.backend = backend
         self._ort = None
         if backend in ("auto", "onnx"):
@@ -118,23 +121,30 @@ class Predictor:
         return preds
 
     def _deskew(self, full: list[np.ndarray], base: list[int], preds: list[Prediction]) -> None:
-        """Retry unsure readings of boxy crops at a few tilt angles; keep the most confident."""
+        """Retry unsure readings of boxy crops at a few tilt angles, in both orientations; keep the most confident.
+
+        Both orientations: the upside-down head was trained on level lines and is least sure
+        on exactly these boxes (a diagonal line upside down looks much like one the right way
+        up), so the 180-degree decision is made again on the straightened views.
+        """
         jobs, crops = [], []
         for i, p in enumerate(preds):
             g = full[i]
             if p.confidence >= self.deskew_below or g.shape[0] < 0.28 * g.shape[1]:
                 continue
-            g = _rot(g, (p.rotation - base[i]) % 360)
-            for a in ANGLES:
-                s = straighten(g, a)
-                if s is not None:
-                    jobs.append(i)
-                    crops.append(resize_height(s, self.height))
+            turn = (p.rotation - base[i]) % 360
+            for r in (turn, (turn + 180) % 360):
+                view = _rot(g, r)
+                for a in ANGLES:
+                    s = straighten(view, a)
+                    if s is not None:
+                        jobs.append((i, (base[i] + r) % 360))
+                        crops.append(resize_height(s, self.height))
         if not crops:
             return
-        for i, (text, conf, _) in zip(jobs, self._read(crops)):
-            if conf > preds[i].confidence + 0.05 and text:
-                preds[i] = Prediction(text, conf, preds[i].rotation)
+        for (i, rotation), (text, conf, _) in zip(jobs, self._read(crops)):
+            if conf > preds[i].confidence + self.deskew_margin and text:
+                preds[i] = Prediction(text, conf, rotation)
 
     def predict_files(self, paths: list[str], chunk: int = 256) -> list[Prediction]:
         """Unreadable files get an empty prediction, confidence 0 and an error message.

@@ -139,3 +139,19 @@ def test_width_batches_share_one_padded_width():
     assert sorted(i for b in batches for i in b) == list(range(len(widths)))
     for b in batches:
         assert len(b) <= 2 and len({(widths[i] + 3) // 4 for i in b}) == 1
+
+
+def test_diagonal_crops_are_read_either_way_up(predictor):
+    """Codes tilted 4-30 degrees in a user's axis-aligned box, upright and upside down: the deskew
+    retry (both orientations) reads ~0.92 of them here; reading them only as boxed gave ~0.78."""
+    from synth.render import Renderer, RenderConfig
+
+    renderer = Renderer(RenderConfig(p_tilt=1.0, max_tilt=30.0, fonts="train"), seed=5)
+    rng = np.random.default_rng(5)
+    crops = [renderer.render(rng) for _ in range(140)]
+    crops = [c for c in crops if c.image.shape[0] >= 0.35 * c.image.shape[1]]
+    assert len(crops) >= 100
+    for turn in (0, 2):
+        preds = predictor.predict_arrays([np.rot90(c.image, turn) for c in crops])
+        misread = [(c.label, p.text) for p, c in zip(preds, crops) if not exact_match(p.text, c.label)]
+        assert len(misread) / len(crops) <= 0.15, (turn * 90, misread)
