@@ -7,11 +7,18 @@ follows a cosine over the wall-clock budget, so a run of ``seconds`` always
 finishes its schedule whatever the machine's speed.
 
     python -m recognizer.stream_train --out runs/gpu --seconds 480 --init recognizer/base_model
+
+On a machine with several GPUs the command re-starts itself under torchrun, one process
+per GPU (``--gpus N`` to choose, ``--gpus 1`` for one): each rank renders its own stream
+(its own seeds), DDP averages the gradients, rank 0's clock drives the schedule of all
+ranks and rank 0 alone evaluates and writes the artifact (``recognizer.distributed``).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import math
 import os
 import platform
@@ -23,6 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from recognizer import distributed
 from recognizer.checkpoint import load_model, save_model
 from recognizer.data import augment, collate
 from recognizer.evaluate import evaluate_pool
@@ -52,15 +60,15 @@ class StreamConfig:
 class StreamingSynth(IterableDataset):
     """Endless augmented batches drawn from a per-worker buffer of rendered crops."""
 
-    def __init__(self, cfg: StreamConfig, tok: CTCTokenizer, height: int = 32) -> None:
-        self.cfg, self.tok, self.height = cfg, tok, height
+    def __init__(self, cfg: StreamConfig, tok: CTCTokenizer, height: int = 32, rank: int = 0) -> None:
+        self.cfg, self.tok, self.height, self.rank = cfg, tok, height, rank
 
     def __iter__(self):
         from synth.render import RenderConfig, Renderer
 
         info = get_worker_info()
         wid = info.id if info is not None else 0
-        seed = self.cfg.seed * 1000 + wid
+        seed = self.cfg.seed * 1000 + self.rank * 100 + wid   # every rank and worker its own stream
         renderer, rng, prng = Renderer(RenderConfig(), seed=seed), np.random.default_rng(seed), random.Random(seed)
 
         def fresh() -> tuple[np.ndarray, list[int]]:
@@ -85,37 +93,42 @@ def lr_at_time(elapsed: float, cfg: StreamConfig) -> float:
 
 
 def stream_train(cfg: StreamConfig, out_dir: str, log=print) -> dict:
-    """Train until ``cfg.seconds`` have passed; checkpoint to ``out_dir`` at every evaluation."""
-    seed_everything(cfg.seed)
-    device = pick_device("auto")
+    """Train until ``cfg.seconds`` have passed; checkpoint to ``out_dir`` at every evaluation.
+
+    Under torchrun every rank runs this function; see the module docstring.
+    """
+    d = distributed.setup("auto")
+    seed_everything(cfg.seed)               # same seed on every rank: identical initial weights
+    device = d.device
     if cfg.init:
         model, tok, _ = load_model(cfg.init)
     else:
         tok = CTCTokenizer()
         model = CRNN(ModelConfig(num_classes=tok.num_classes))
     val = render_pool(cfg.val_samples, 987_654 + cfg.seed, workers=min(8, cfg.workers) or 1,
-                      cfg_dict={"fonts": "heldout"})
+                      cfg_dict={"fonts": "heldout"}) if d.main else None
     model.to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    net = distributed.wrap(model, d)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
     tcfg = TrainConfig(batch_size=cfg.batch_size, seed=cfg.seed)
-    loader = DataLoader(StreamingSynth(cfg, tok), batch_size=None, num_workers=cfg.workers,
+    loader = DataLoader(StreamingSynth(cfg, tok, rank=d.rank), batch_size=None, num_workers=cfg.workers,
                         pin_memory=device.type == "cuda", prefetch_factor=4 if cfg.workers else None)
     history, step, seen, ema = [], 0, 0, None
-    meta = {"recipe": {"stream": asdict(cfg), "machine": _machine()}}
+    meta = {"recipe": {"stream": asdict(cfg), "machine": _machine(), "world_size": d.world}}
     t0 = None
     for batch in loader:
         if t0 is None:
             t0 = time.time()  # the clock starts once the buffers are filled
-        elapsed = time.time() - t0
-        parts = train_step(model, opt, batch, tcfg, device, lr_at_time(elapsed, cfg))
+        elapsed = distributed.from_main(time.time() - t0, d)
+        parts = train_step(net, opt, batch, tcfg, device, lr_at_time(elapsed, cfg))
         step += 1
-        seen += batch["images"].shape[0]
+        seen += batch["images"].shape[0] * d.world
         ema = parts["ctc"] if ema is None else 0.98 * ema + 0.02 * parts["ctc"]
         done = elapsed >= cfg.seconds
-        if step % 200 == 0:
+        if step % 200 == 0 and d.main:
             log(f"step {step} t {elapsed:.0f}s ctc {ema:.3f} lr {lr_at_time(elapsed, cfg):.2e} "
-                f"{seen / max(elapsed, 1e-9):.0f} img/s")
-        if step % cfg.eval_every == 0 or done:
+                f"{seen / max(elapsed, 1e-9):.0f} img/s on {d.world} rank(s)")
+        if (step % cfg.eval_every == 0 or done) and d.main:
             model.eval()
             res = {k: v for k, v in evaluate_pool(model, tok, val).items() if k != "slices"}
             model.train()
@@ -125,8 +138,12 @@ def stream_train(cfg: StreamConfig, out_dir: str, log=print) -> dict:
                                              "images_seen": seen, "wall_s": elapsed})
         if done:
             break
+    sha = distributed.params_sha(model)
+    if d.active:
+        log(f"rank {d.rank}/{d.world} weights {sha}")
+    distributed.teardown(d)
     return {"step": step, "images_seen": seen, "img_per_s": seen / max(1e-9, time.time() - t0),
-            "history": history}
+            "history": history, "world_size": d.world, "weights_sha": sha}
 
 
 def _machine() -> str:
@@ -146,12 +163,21 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=2000, help="steps between evaluations/checkpoints")
     ap.add_argument("--seed", type=int, default=100, help="data and init seed")
     ap.add_argument("--init", default=None, help="warm start from this artifact")
+    ap.add_argument("--val-samples", type=int, default=2000, help="held-out-font crops scored at each evaluation")
+    ap.add_argument("--gpus", type=int, default=None,
+                    help="processes under torchrun (default: every GPU when there are several; 1: no torchrun; "
+                         "on a machine without GPUs N CPU processes, gloo)")
     a = ap.parse_args()
+    relaunch = distributed.relaunch_argv("recognizer.stream_train", sys.argv[1:], a.gpus)
+    if relaunch:
+        print("running on every GPU: " + " ".join(relaunch), flush=True)
+        raise SystemExit(subprocess.call(relaunch))
     cfg = StreamConfig(seconds=a.seconds, batch_size=a.batch_size, lr=a.lr, workers=a.workers,
                        fresh_per_batch=a.fresh_per_batch, buffer=a.buffer, eval_every=a.eval_every,
-                       seed=a.seed, init=a.init)
+                       seed=a.seed, init=a.init, val_samples=a.val_samples)
     res = stream_train(cfg, a.out, log=lambda s: print(s, flush=True))
-    print(json.dumps({k: v for k, v in res.items() if k != "history"}))
+    if not distributed.under_torchrun() or int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps({k: v for k, v in res.items() if k != "history"}))
 
 
 if __name__ == "__main__":
