@@ -138,6 +138,9 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     if args.force and not args.forced_by:
         _err("--force needs --forced-by NAME (recorded on the model version and the MLflow run)")
         return 2
+    if args.break_lock and not args.forced_by:
+        _err("--break-lock needs --forced-by NAME (recorded with the broken lock in the bucket)")
+        return 2
     setup_environment()
     from flows.retrain import retrain
     from ingest.pipeline import ValidationFailed
@@ -151,7 +154,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
                           mix_synthetic=args.mix_synthetic, targeted=args.targeted, min_synthetic=args.min_synthetic,
                           margin=args.margin, slice_tolerance=args.slice_tolerance,
                           regression_tolerance=args.regression_tolerance, seed=args.seed, workers=args.workers,
-                          device=args.device, progress=not args.json)
+                          device=args.device, break_lock=args.break_lock, progress=not args.json)
     except (StorageError, ValidationFailed) as e:
         _err(str(e))
         return 3
@@ -237,7 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--json", action="store_true", help="print one JSON summary object on the last line")
     rt.add_argument("--since", default=None, help="only corrections created on/after this date (YYYY-MM-DD) count as new")
     rt.add_argument("--force", action="store_true", help="promote the challenger whatever the gate says (audited)")
-    rt.add_argument("--forced-by", default=None, help="name of the person forcing the promotion (required with --force)")
+    rt.add_argument("--forced-by", default=None,
+                    help="name of the person forcing the promotion or breaking the lock (required with both)")
+    rt.add_argument("--break-lock", action="store_true",
+                    help="take over another run's live bucket lock (a killed run; recorded under "
+                         "state/retrain/broken-locks/); the broken run stops at its next stage")
     rt.add_argument("--steps", type=int, default=600, help="fine-tune LR schedule length in optimizer steps")
     rt.add_argument("--batch-size", type=int, default=64, help="crops per step")
     rt.add_argument("--lr", type=float, default=5e-4, help="peak learning rate of the fine-tune")

@@ -106,16 +106,19 @@ def retrain(bucket: str | None = None, since: str | None = None, force: bool = F
             min_synthetic: int = 2000, margin: float = 0.005, slice_tolerance: float = 0.03,
             regression_tolerance: float = 0.005, seed: int = 0, workers: int = 2, device: str = "auto",
             embed_evidently: bool = True, overrides: dict[str, dict[str, Any]] | None = None,
-            lock_ttl_s: float = DEFAULT_TTL_S, progress: bool = False) -> CycleSummary:
+            lock_ttl_s: float = DEFAULT_TTL_S, break_lock: bool = False, progress: bool = False) -> CycleSummary:
     """One learning cycle on ``bucket`` (default ``TAGLOOP_BUCKET``); returns the ``retrain --json`` summary.
 
     ``since``: only corrections created on/after YYYY-MM-DD count as new. ``force`` + ``forced_by``:
-    promote whatever the gate says (audited). ``steps``: length of the fine-tune LR schedule
+    promote whatever the gate says (audited). ``break_lock`` + ``forced_by``: take over another
+    run's live bucket lock (audited, ``loop.lock``). ``steps``: length of the fine-tune LR schedule
     (validation every ``eval_every`` steps, early stopping after ``patience`` checks without gain).
     ``mix_*``: shares of new corrections / replayed earlier crops / fresh synthetic crops.
     """
     if force and not forced_by:
         raise ValueError("force needs forced_by (the person's name is recorded on the model version)")
+    if break_lock and not forced_by:
+        raise ValueError("break_lock needs forced_by (the person's name is recorded with the broken lock)")
     logger = get_run_logger()
     settings = setup_environment()
     url = bucket_url(bucket)
@@ -128,7 +131,7 @@ def retrain(bucket: str | None = None, since: str | None = None, force: bool = F
     storage = open_storage(url)
     storage.check()
     owner = f"{socket.gethostname()}:{os.getpid()}:{_flow_run_id()}"
-    with bucket_lock(storage, owner, lock_ttl_s, logger.info) as lock:
+    with bucket_lock(storage, owner, lock_ttl_s, logger.info, forced_by if break_lock else None) as lock:
         summary = run_cycle(storage, settings.home, base_model_dir(), cfg, log=logger.info, stages=TASK_STAGES,
                             on_stage=stage_hook(lock, logger.info, progress))
     logger.info("retrain: champion v%s, challenger %s: %s", summary.champion_version,

@@ -7,7 +7,11 @@ is absent (GCS ``ifGenerationMatch=0``, a hard link on a directory) and reads it
 GCS emulator ignores preconditions: there the check + read-back narrow the race to
 milliseconds; real GCS and directories make it atomic).
 The holder refreshes the expiry at every stage; a run that dies without releasing leaves a
-lock that the next run takes over once it has expired (``ttl_s``, default 3 h).
+lock that the next run takes over once it has expired (``ttl_s``, default 3 h), or at once
+when a person says so (``break_by``: ``tagloop retrain --break-lock --forced-by NAME``): the
+broken lock is kept under ``state/retrain/broken-locks/`` with who broke it and when. The run
+whose lock was broken stops at its next stage (its heartbeat finds the lock no longer its own)
+before it moves an alias.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from typing import Callable, Iterator
 from ingest.storage import ObjectNotFound, Storage
 
 LOCK_KEY = "state/retrain/lock.json"
+BROKEN_PREFIX = "state/retrain/broken-locks/"
 DEFAULT_TTL_S = 3 * 3600.0
 
 
@@ -39,6 +44,7 @@ class BucketLock:
     ttl_s: float = DEFAULT_TTL_S
     key: str = LOCK_KEY
     token: str = ""
+    break_by: str | None = None    # a person taking over a live lock (audited)
 
     def _doc(self) -> bytes:
         now = time.time()
@@ -58,13 +64,17 @@ class BucketLock:
         for _ in range(3):
             held = self.current()
             if held is not None:
-                if float(held.get("expires_at", 0)) > time.time():
+                live = float(held.get("expires_at", 0)) > time.time()
+                if live and not self.break_by:
                     raise LockHeld(
                         f"another retrain holds {self.storage.uri(self.key)}: owner {held.get('owner')}, "
                         f"since {held.get('acquired_at')}, expires {held.get('expires')}. It is released when that "
-                        "run ends; if no retrain is running (a killed process), delete that object or wait for "
-                        "the expiry")
-                log(f"lock: taking over the expired lock of {held.get('owner')} (expired {held.get('expires')})")
+                        "run ends; if no retrain is running (a killed process), run again with --break-lock "
+                        "--forced-by NAME, or wait for the expiry")
+                if live:
+                    self._record_break(held, log)
+                else:
+                    log(f"lock: taking over the expired lock of {held.get('owner')} (expired {held.get('expires')})")
                 self.storage.delete_state(self.key)
             if self.storage.create(self.key, self._doc()):
                 held = self.current()
@@ -72,6 +82,15 @@ class BucketLock:
                     return
                 raise LockHeld(f"lost the race for {self.storage.uri(self.key)} to {held and held.get('owner')}")
         raise LockHeld(f"could not take {self.storage.uri(self.key)}: it keeps reappearing")
+
+    def _record_break(self, held: dict, log: Callable[[str], None]) -> None:
+        now = time.time()
+        key = f"{BROKEN_PREFIX}{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(now))}-{self.token}.json"
+        self.storage.write(key, json.dumps({"broken_by": self.break_by, "broken_at": _stamp(now),
+                                            "new_owner": self.owner, "lock": held}, sort_keys=True).encode(),
+                           "application/json")
+        log(f"lock: {self.break_by} broke the live lock of {held.get('owner')} (acquired {held.get('acquired_at')}); "
+            f"recorded at {self.storage.uri(key)}")
 
     def refresh(self) -> None:
         """Heartbeat: push the expiry forward, if the lock is still ours."""
@@ -90,9 +109,12 @@ class BucketLock:
 
 @contextmanager
 def bucket_lock(storage: Storage, owner: str, ttl_s: float = DEFAULT_TTL_S,
-                log: Callable[[str], None] = print) -> Iterator[BucketLock]:
-    """Hold the retrain lock for the ``with`` block; released on success and on errors."""
-    lock = BucketLock(storage, owner, ttl_s)
+                log: Callable[[str], None] = print, break_by: str | None = None) -> Iterator[BucketLock]:
+    """Hold the retrain lock for the ``with`` block; released on success and on errors.
+
+    ``break_by``: the person taking over a live lock (recorded; see the module docstring).
+    """
+    lock = BucketLock(storage, owner, ttl_s, break_by=break_by)
     lock.acquire(log)
     try:
         yield lock

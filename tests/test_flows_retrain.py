@@ -54,6 +54,27 @@ def test_expired_lock_is_taken_over_and_the_old_holder_stops(local_bucket):
     assert json.loads(local_bucket.read(LOCK_KEY))["owner"] == "next"
 
 
+def test_a_person_breaks_a_live_lock_with_a_record(local_bucket, capsys):
+    stuck = BucketLock(local_bucket, "host:4242:killed-run")
+    stuck.acquire()
+    with pytest.raises(LockHeld, match="--break-lock"):
+        BucketLock(local_bucket, "manual").acquire()
+    logs: list[str] = []
+    with bucket_lock(local_bucket, "manual", log=logs.append, break_by="alice"):
+        assert json.loads(local_bucket.read(LOCK_KEY))["owner"] == "manual"
+        with pytest.raises(LockHeld, match="no longer ours"):
+            stuck.refresh()                                    # the broken run stops at its next stage
+    assert "alice broke the live lock of host:4242:killed-run" in logs[0]
+    (record,) = local_bucket.list("state/retrain/broken-locks/")
+    doc = json.loads(local_bucket.read(record.name))
+    assert doc["broken_by"] == "alice" and doc["new_owner"] == "manual"
+    assert doc["lock"]["owner"] == "host:4242:killed-run" and doc["lock"]["token"] == stuck.token
+    from flows.cli import main
+
+    assert main(["retrain", "--bucket", "/nonexistent", "--break-lock"]) == 2
+    assert "--break-lock needs --forced-by" in capsys.readouterr().err
+
+
 def test_lock_released_when_the_run_fails(local_bucket):
     with pytest.raises(RuntimeError, match="boom"):
         with bucket_lock(local_bucket, "x"):
