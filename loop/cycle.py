@@ -251,6 +251,24 @@ def work_dir(home: str, split: DataSplit, champion: Champion, cfg: CycleConfig) 
     return os.path.join(home, "work", "finetune-" + hashlib.sha256(key.encode()).hexdigest()[:16])
 
 
+def prune_work_dirs(home: str, keep: int = 3) -> list[str]:
+    """Delete all but the ``keep`` most recently used fine-tune work directories; returns those removed.
+
+    A work directory matters only to a rerun of its own cycle (resume, the Prefect cache); its
+    result is registered in MLflow by then. Called after a cycle registered its challenger.
+    """
+    import shutil
+
+    root = os.path.join(home, "work")
+    if not os.path.isdir(root):
+        return []
+    dirs = sorted((os.path.join(root, d) for d in os.listdir(root) if d.startswith("finetune-")),
+                  key=os.path.getmtime, reverse=True)
+    for d in dirs[keep:]:
+        shutil.rmtree(d, ignore_errors=True)
+    return dirs[keep:]
+
+
 def _flat(prefix: str, d: dict) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in d.items():
@@ -349,6 +367,9 @@ def run_cycle(storage: Storage, home: str, base_dir: str, cfg: CycleConfig | Non
         clock.lap("gate")
         on_stage("register")
         version = s.register(registry, ft.model_dir, decision, split.dataset_version, run.info.run_id)
+        os.utime(os.path.dirname(ft.model_dir))       # this cycle's work directory: the most recent
+        for gone in prune_work_dirs(home):
+            log(f"cycle: removed old work directory {gone}")
         clock.lap("register")
         on_stage("report")
         meta = {"dataset_version": split.dataset_version, "models": {"champion": champion.version, "challenger": version}}

@@ -139,35 +139,37 @@ def _crops(x) -> tuple[list, list[str]]:
     return list(x.images), list(x.labels)
 
 
-def serving_exact_match(model_dir: str, crops: tuple[list, list[str]]) -> float:
-    """Exact match of the serving predictor (turns, 180-degree check, deskew) of ``model_dir``."""
+def serving_exact_match(predictor, crops: tuple[list, list[str]]) -> float:
+    """Exact match of a serving ``Predictor`` (turns, 180-degree check, deskew) on (crops, labels)."""
     from recognizer.metrics import exact_match
-    from recognizer.predict import Predictor
 
     images, labels = crops
     if not labels:
         return 0.0
-    preds = Predictor(model_dir).predict_arrays(images)
+    preds = predictor.predict_arrays(images)
     return sum(exact_match(p.text, lab) for p, lab in zip(preds, labels)) / len(labels)
 
 
 def choose_blend(champion: CRNN, tuned: CRNN, tok: CTCTokenizer, val_pool, anchor, alphas: tuple[float, ...],
-                 tolerance: float, work_dir: str, log: Callable[[str], None] = print
+                 tolerance: float, log: Callable[[str], None] = print
                  ) -> tuple[float, dict[str, torch.Tensor], list[dict]]:
     """Score the blends on val + anchor with the serving predictor; returns (alpha, weights, table).
 
     The serving path matters: a fine-tune that keeps upright readings can still lose crops
-    the predictor rescues by turning or deskewing (its confidences move).
+    the predictor rescues by turning or deskewing (its confidences move). Each blend is read
+    in memory (no artifact written).
     """
+    from recognizer.predict import Predictor
+
     a, b = champion.state_dict(), tuned.state_dict()
     probe = CRNN(tuned.cfg).eval()
     val, anc = _crops(val_pool), _crops(anchor)
     rows = []
     for alpha in sorted({0.0, *alphas}):
         probe.load_state_dict(blend(a, b, alpha))
-        d = save_model(probe, tok, os.path.join(work_dir, f"blend-{alpha:.2f}"))
-        rows.append({"alpha": alpha, "val_exact_match": serving_exact_match(d, val),
-                     "anchor_exact_match": serving_exact_match(d, anc)})
+        predictor = Predictor(None, loaded=(probe, tok, {}))
+        rows.append({"alpha": alpha, "val_exact_match": serving_exact_match(predictor, val),
+                     "anchor_exact_match": serving_exact_match(predictor, anc)})
     floor = rows[0]["anchor_exact_match"] - tolerance
     ok = [r for r in rows if r["anchor_exact_match"] >= floor - 1e-9]
     pick = max(ok, key=lambda r: (r["val_exact_match"], -r["alpha"]))
@@ -215,7 +217,7 @@ def finetune(init_dir: str, train_pool: Pool, val_pool: Pool, cfg: FinetuneConfi
     if blending:
         tuned, _, best_cfg = load_model(best_dir)
         alpha, weights, blends = choose_blend(champion.cpu(), tuned, tok, val_pool, anchor, cfg.interpolate,
-                                              cfg.anchor_tolerance, os.path.join(out_dir, "blends"), log)
+                                              cfg.anchor_tolerance, log)
         tuned.load_state_dict(weights)
         val_em = next(r["val_exact_match"] for r in blends if r["alpha"] == alpha)
         result_dir = save_model(tuned, tok, os.path.join(out_dir, "final"),

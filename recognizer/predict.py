@@ -42,10 +42,12 @@ def _rot(g: np.ndarray, deg: int) -> np.ndarray:
 class Predictor:
     """Loads a model artifact and reads crops (RGB/grey arrays or files)."""
 
-    def __init__(self, model_dir: str, backend: str = "auto", batch_size: int = 64,
+    def __init__(self, model_dir: str | None, backend: str = "auto", batch_size: int = 64,
                  flip_check: float = 0.2, sure: float = 0.9, deskew_below: float = 0.95,
-                 deskew_margin: float = 0.02) -> None:
-        self.model, self.tok, self.config = load_model(model_dir)
+                 deskew_margin: float = 0.02, loaded: tuple | None = None) -> None:
+        """``model_dir``: an artifact; or None with ``loaded`` = (model, tokenizer, config) in memory."""
+        self.model, self.tok, self.config = loaded if loaded is not None else load_model(model_dir)
+        self.model.eval()
         self.height = self.model.cfg.img_height
         self.batch_size = batch_size
         self.flip_check = flip_check       # P(upside down) above which the 180-degree reading is made

@@ -83,3 +83,22 @@ def test_poisoned_batch_is_refused_then_forced_then_rolled_back(tagloop_home, tm
     assert main(["rollback"]) == 0
     assert reg.aliases()["champion"] == "1"
     assert {o.name: storage.read(o.name) for o in storage.list("corrections/")} == before
+
+
+def test_old_work_directories_are_pruned(tmp_path):
+    import os
+
+    from loop.cycle import prune_work_dirs
+
+    work = tmp_path / "work"
+    for i in range(5):
+        d = work / f"finetune-{i:016d}" / "final"
+        d.mkdir(parents=True)
+        (d / "model.safetensors").write_bytes(b"x" * 10)
+        os.utime(work / f"finetune-{i:016d}", (1000 + i, 1000 + i))
+    (work / "other").mkdir()
+    removed = prune_work_dirs(str(tmp_path), keep=3)
+    assert sorted(os.path.basename(r) for r in removed) == ["finetune-0000000000000000", "finetune-0000000000000001"]
+    assert sorted(os.listdir(work)) == ["finetune-0000000000000002", "finetune-0000000000000003",
+                                        "finetune-0000000000000004", "other"]
+    assert prune_work_dirs(str(tmp_path / "nowhere")) == []

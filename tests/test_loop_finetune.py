@@ -122,6 +122,7 @@ def test_tiny_finetune_learns_a_shifted_domain(tmp_path, base_model_dir):
 def test_blending_never_returns_a_model_that_reads_the_anchor_worse(tmp_path, base_model_dir, tiny_pool):
     """A fine-tune that wrecked the old domain: the chosen blend is (near) the champion, never the wreck."""
     from recognizer.finetune import blend, choose_blend, serving_exact_match
+    from recognizer.predict import Predictor
 
     champion, tok, _ = load_model(base_model_dir)
     wreck, _, _ = load_model(base_model_dir)
@@ -132,11 +133,12 @@ def test_blending_never_returns_a_model_that_reads_the_anchor_worse(tmp_path, ba
     a, b = champion.state_dict(), wreck.state_dict()
     assert all(torch.equal(blend(a, b, 0.0)[k], a[k]) and torch.equal(blend(a, b, 1.0)[k], b[k]) for k in a)
     anchor, val = _head(tiny_pool, 96), _head(tiny_pool, 48)
-    alpha, weights, rows = choose_blend(champion, wreck, tok, val, anchor, (1.0, 0.5), 0.0, str(tmp_path), **QUIET)
-    base = serving_exact_match(base_model_dir, (anchor_imgs := [anchor.image(i) for i in range(len(anchor))],
-                                                anchor.labels))
+    alpha, weights, rows = choose_blend(champion, wreck, tok, val, anchor, (1.0, 0.5), 0.0, **QUIET)
+    base = serving_exact_match(Predictor(base_model_dir), (anchor_imgs := [anchor.image(i) for i in range(len(anchor))],
+                                                           anchor.labels))
     assert [r["alpha"] for r in rows] == [0.0, 0.5, 1.0] and rows[0]["anchor_exact_match"] == base
     assert rows[-1]["anchor_exact_match"] < base and alpha < 1.0
     chosen = CRNN(champion.cfg).eval()
     chosen.load_state_dict(weights)
-    assert serving_exact_match(save_model(chosen, tok, str(tmp_path / "chosen")), (anchor_imgs, anchor.labels)) >= base
+    chosen_dir = save_model(chosen, tok, str(tmp_path / "chosen"))
+    assert serving_exact_match(Predictor(chosen_dir), (anchor_imgs, anchor.labels)) >= base
