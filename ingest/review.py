@@ -16,12 +16,12 @@ modifies ``decisions.jsonl``; the last decision for a key wins.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, Callable
 
 import numpy as np
 
 from ingest.storage import ObjectNotFound, Storage
+from recognizer.formats import KNOWN_FORMATS, matches_known_format  # noqa: F401 - one table, re-exported
 from recognizer.metrics import exact_match
 
 CONFIDENT = 0.95
@@ -29,28 +29,7 @@ QUEUE = "review/queue.jsonl"
 DECISIONS = "review/decisions.jsonl"
 DECISION_KINDS = ("confirm", "relabel", "reject")
 
-# One regex per brand family in synth/grammar.py, plus the generic shape
-# (alphanumeric runs joined by single separators, optional "(X)" suffix).
-KNOWN_FORMATS: dict[str, str] = {
-    "nike": r"([A-Z]{2}\d{4}|\d{6})[- ]?\d{3}",
-    "adidas": r"[A-Z]{1,2}\d{4,5}",
-    "new_balance": r"(M|W|U|ML|WL|MR|MS|GC|PC|BB|CM)\d{3,4}[A-Z]{1,3}\d?",
-    "converse": r"(\d{6}|A\d{5}|M\d{4})C",
-    "vans": r"VN0A[A-Z0-9]{5,7}",
-    "puma": r"\d{6}[- ]?\d{2}",
-    "asics": r"\d{4}[ABC]\d{3}\.\d{3}|[A-Z]\d[A-Z]\d[A-Z]\.\d{4}",
-    "skechers": r"SN \d{5,6} COLOR:[A-Z]{3,4}|\d{6}/[A-Z]{3,4}|\d{5} [A-Z]{3,4}",
-    "fila": r"[A-Z]+( [A-Z]+)?\d{0,2}|\d[A-Z]{2}\d{5}[A-Z]-\d{3}",
-    "parens": r"[A-Z]{2}-[A-Z0-9]{3}\d-\d{3}\(\d\)|[A-Z]{2}\d{4}\([A-Z]{2}\)|#[A-Z]\d{4}",
-    "generic": r"[A-Z0-9]{2,}([-. /:][A-Z0-9]{2,})*(\([A-Z0-9]{1,2}\))?",
-}
-_FORMATS = [re.compile(f"^(?:{p})$") for p in KNOWN_FORMATS.values()]
-
 Reader = Callable[[list[np.ndarray]], list[tuple[str, float]]]
-
-
-def matches_known_format(label: str) -> bool:
-    return any(f.match(label) for f in _FORMATS)
 
 
 def suspicion(label: str, champion_text: str | None, champion_conf: float | None) -> list[str]:

@@ -13,7 +13,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from ingest.review import KNOWN_FORMATS
+from recognizer.formats import KNOWN_FORMATS
 from monitoring.features import char_classes, digit_share, image_stats
 from recognizer.metrics import exact_match
 
@@ -27,7 +27,7 @@ _FAMILIES = [(name, re.compile(f"^(?:{pattern})$")) for name, pattern in KNOWN_F
 
 
 def format_family(label: str | None) -> str:
-    """First brand family of ``ingest.review.KNOWN_FORMATS`` whose regex matches; ``unknown`` if none."""
+    """First brand family of ``recognizer.formats.KNOWN_FORMATS`` whose regex matches; ``unknown`` if none."""
     text = label or ""
     return next((name for name, rx in _FAMILIES if rx.match(text)), "unknown")
 

@@ -21,6 +21,7 @@ import torch
 from recognizer.checkpoint import load_model
 from recognizer.decode import greedy_decode
 from recognizer.deskew import ANGLES, straighten
+from recognizer.formats import looks_like_a_code
 from recognizer.preprocess import CropError, batch_tensor, load_image, resize_height, to_gray, width_batches
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
@@ -44,7 +45,7 @@ class Predictor:
 
     def __init__(self, model_dir: str | None, backend: str = "auto", batch_size: int = 64,
                  flip_check: float = 0.2, sure: float = 0.9, deskew_below: float = 0.95,
-                 deskew_margin: float = 0.02, loaded: tuple | None = None) -> None:
+                 deskew_margin: float = 0.02, formats: bool = True, loaded: tuple | None = None) -> None:
         """``model_dir``: an artifact; or None with ``loaded`` = (model, tokenizer, config) in memory."""
         self.model, self.tok, self.config = loaded if loaded is not None else load_model(model_dir)
         self.model.eval()
@@ -54,6 +55,7 @@ class Predictor:
         self.sure = sure                   # confidence below which it is made as well
         self.deskew_below = deskew_below   # retry boxy crops read with less confidence (0: off)
         self.deskew_margin = deskew_margin # confidence a straightened reading must add to replace the reading
+        self.formats = formats             # between readings of which only one is a brand layout, take that one
         self.backend = backend
         self._ort = None
         if backend in ("auto", "onnx"):
@@ -110,13 +112,19 @@ class Predictor:
         full = [_rot(g, r) for g, r in zip(grays, base)]
         views = [resize_height(f, self.height) for f in full]
         first = self._read(views)
-        redo = [i for i, (_, c, p) in enumerate(first) if p > self.flip_check or c < self.sure]
+        redo = [i for i, (t, c, p) in enumerate(first)
+                if p > self.flip_check or c < self.sure or (self.formats and not looks_like_a_code(t))]
         second = self._read([_rot(views[i], 180) for i in redo]) if redo else []
         preds = [Prediction(t, c, base[i]) for i, (t, c, _) in enumerate(first)]
         for i, (t2, c2, p2) in zip(redo, second):
-            # P(upside down) from the head on both views, weighed with each reading's confidence
-            q = (first[i][2] + 1.0 - p2) / 2
-            if q >= 0.6 or (q > 0.4 and c2 > preds[i].confidence):
+            code1, code2 = looks_like_a_code(preds[i].text), looks_like_a_code(t2)
+            if self.formats and code1 != code2:
+                flip = code2               # a code read upside down is rarely a brand layout
+            else:
+                # P(upside down) from the head on both views, weighed with each reading's confidence
+                q = (first[i][2] + 1.0 - p2) / 2
+                flip = q >= 0.6 or (q > 0.4 and c2 > preds[i].confidence)
+            if flip:
                 preds[i] = Prediction(t2, c2, (base[i] + 180) % 360)
         if self.deskew_below > 0:
             self._deskew(full, base, preds)
@@ -145,8 +153,16 @@ class Predictor:
         if not crops:
             return
         for (i, rotation), (text, conf, _) in zip(jobs, self._read(crops)):
-            if conf > preds[i].confidence + self.deskew_margin and text:
+            if text and self._better(text, conf, preds[i]):
                 preds[i] = Prediction(text, conf, rotation)
+
+    def _better(self, text: str, conf: float, than: Prediction) -> bool:
+        """A retry's reading replaces ``than``: a brand layout beats none, else confidence decides."""
+        if self.formats:
+            a, b = looks_like_a_code(text), looks_like_a_code(than.text)
+            if a != b:
+                return a
+        return conf > than.confidence + self.deskew_margin
 
     def predict_files(self, paths: list[str], chunk: int = 256) -> list[Prediction]:
         """Unreadable files get an empty prediction, confidence 0 and an error message.
