@@ -26,7 +26,7 @@ from typing import Any, Callable
 from prefect import flow, get_run_logger
 
 from flows.batch_predict import bucket_url
-from flows.settings import base_model_dir, setup_environment
+from flows.settings import base_model_dir, prune_results, setup_environment
 from ingest.pipeline import IngestConfig
 from ingest.storage import open_storage
 from loop.cycle import STAGE_ORDER, CycleConfig, CycleSummary, run_cycle
@@ -106,12 +106,14 @@ def retrain(bucket: str | None = None, since: str | None = None, force: bool = F
             min_synthetic: int = 2000, margin: float = 0.005, slice_tolerance: float = 0.03,
             regression_tolerance: float = 0.005, seed: int = 0, workers: int = 2, device: str = "auto",
             embed_evidently: bool = True, overrides: dict[str, dict[str, Any]] | None = None,
-            lock_ttl_s: float = DEFAULT_TTL_S, break_lock: bool = False, progress: bool = False) -> CycleSummary:
+            lock_ttl_s: float = DEFAULT_TTL_S, break_lock: bool = False, keep_results_days: float = 7.0,
+            progress: bool = False) -> CycleSummary:
     """One learning cycle on ``bucket`` (default ``TAGLOOP_BUCKET``); returns the ``retrain --json`` summary.
 
     ``since``: only corrections created on/after YYYY-MM-DD count as new. ``force`` + ``forced_by``:
     promote whatever the gate says (audited). ``break_lock`` + ``forced_by``: take over another
-    run's live bucket lock (audited, ``loop.lock``). ``steps``: length of the fine-tune LR schedule
+    run's live bucket lock (audited, ``loop.lock``). ``keep_results_days``: persisted task results
+    (mix, scores; only a re-run after a crash needs them) older than this are deleted first. ``steps``: length of the fine-tune LR schedule
     (validation every ``eval_every`` steps, early stopping after ``patience`` checks without gain).
     ``mix_*``: shares of new corrections / replayed earlier crops / fresh synthetic crops.
     """
@@ -128,6 +130,10 @@ def retrain(bucket: str | None = None, since: str | None = None, force: bool = F
                        slice_tolerance=slice_tolerance, regression_tolerance=regression_tolerance, seed=seed,
                        workers=workers, device=device, embed_evidently=embed_evidently,
                        docs_dir=settings.path("reports", "validation"), overrides=overrides)
+    removed, freed = prune_results(settings, keep_results_days)
+    if removed:
+        logger.info("removed %d cached task results older than %.0f days (%.1f MB)", removed, keep_results_days,
+                    freed / 1e6)
     storage = open_storage(url)
     storage.check()
     owner = f"{socket.gethostname()}:{os.getpid()}:{_flow_run_id()}"

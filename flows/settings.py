@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from importlib import resources
 
@@ -40,6 +41,29 @@ def setup_environment() -> Settings:
         os.environ.setdefault(key, val)
     os.makedirs(settings.home, exist_ok=True)
     return settings
+
+
+def prune_results(settings: Settings, max_age_days: float) -> tuple[int, int]:
+    """Delete Prefect's persisted task results (``$PREFECT_HOME/storage``) older than ``max_age_days``.
+
+    They only serve a re-run of the same cycle after a crash (the training mix, the scores);
+    a nightly mix is tens of MB. Returns (files removed, bytes freed).
+    """
+    root = os.path.join(os.environ.get("PREFECT_HOME", settings.path("prefect")), "storage")
+    if not os.path.isdir(root):
+        return 0, 0
+    cutoff, n, freed = time.time() - max_age_days * 86400, 0, 0
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            path = os.path.join(dirpath, f)
+            try:
+                st = os.stat(path)
+                if st.st_mtime < cutoff:
+                    os.remove(path)
+                    n, freed = n + 1, freed + st.st_size
+            except FileNotFoundError:
+                continue
+    return n, freed
 
 
 def registry_configured(settings: Settings) -> bool:

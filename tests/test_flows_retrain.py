@@ -146,3 +146,18 @@ def test_evaluate_is_cached_by_weights_and_set_fingerprints(prefect_api, base_mo
     assert first.is_completed() and again.name == "Cached" and changed.name != "Cached"
     assert again.result()["challenger"]["s"].predictions == first.result()["challenger"]["s"].predictions
     assert len(changed.result()["champion"]["s"].predictions) == 3
+
+
+def test_old_persisted_results_are_pruned(tmp_path, monkeypatch):
+    import os
+
+    from flows.settings import Settings, prune_results
+
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+    store = tmp_path / "prefect" / "storage"
+    store.mkdir(parents=True)
+    (store / "old").write_bytes(b"x" * 100)
+    (store / "new").write_bytes(b"y" * 10)
+    os.utime(store / "old", (time.time() - 8 * 86400,) * 2)
+    assert prune_results(Settings(str(tmp_path), None), 7) == (1, 100)
+    assert sorted(os.listdir(store)) == ["new"]
