@@ -36,7 +36,7 @@ class FinetuneConfig:
     """Fine-tuning recipe; ``train.steps`` is the LR schedule, early stopping may end it sooner."""
 
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=600, batch_size=64, lr=5e-4, warmup=30, eval_every=100, ckpt_every=100, workers=0))
+        steps=400, batch_size=64, lr=5e-4, warmup=30, eval_every=100, ckpt_every=100, workers=0))
     patience: int = 3              # evaluations without improvement before stopping
     min_delta: float = 0.0         # improvement in validation exact match that counts
     max_batch_pixels: int = 64 * 32 * 512   # padded pixels per batch (wide crops -> smaller batches)
