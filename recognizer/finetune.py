@@ -45,6 +45,7 @@ class FinetuneConfig:
     distill: float = 1.0           # weight of the champion-distillation term (recognizer.train.Distill); 0: off
     interpolate: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25)   # blends tried with an anchor pool (and 0)
     anchor_tolerance: float = 0.0  # allowed anchor exact-match drop vs the champion (0.0: none)
+    trainable: str = "all"         # "all", or "cnn": only the convolutional front end (and new charset rows) learn
 
 
 @dataclass
@@ -208,6 +209,11 @@ def finetune(init_dir: str, train_pool: Pool, val_pool: Pool, cfg: FinetuneConfi
         champion, champion_tok, _ = load_model(init_dir)
         champion = extend_charset(champion, champion_tok, added, cfg.new_row_bias)[0]
     teacher = Distill(champion, cfg.distill) if cfg.distill > 0 else None
+    if cfg.trainable not in ("all", "cnn"):
+        raise ValueError(f"FinetuneConfig.trainable: 'all' or 'cnn', not {cfg.trainable!r}")
+    if cfg.trainable == "cnn":       # the sequence model (what follows what in a code) stays the champion's
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith("cnn.") or (bool(added) and name.startswith("fc.")))
     res = fit(model, tok, train_pool, cfg.train, ckpt_dir, evaluate=val, meta=meta, log=log,
               on_eval=stop, max_batch_pixels=cfg.max_batch_pixels,
               train_mode=bn_frozen_train if cfg.freeze_bn else None, distill=teacher)

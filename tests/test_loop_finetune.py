@@ -142,3 +142,15 @@ def test_blending_never_returns_a_model_that_reads_the_anchor_worse(tmp_path, ba
     chosen.load_state_dict(weights)
     chosen_dir = save_model(chosen, tok, str(tmp_path / "chosen"))
     assert serving_exact_match(Predictor(chosen_dir), (anchor_imgs, anchor.labels)) >= base
+
+
+def test_cnn_only_finetune_keeps_the_sequence_model(tmp_path, tiny_pool):
+    init = _tiny_artifact(str(tmp_path / "init"))
+    res = finetune(init, tiny_pool, _head(tiny_pool), _cfg(trainable="cnn", patience=99, min_delta=-1.0,
+                                                           train=dict(steps=4, eval_every=4)),
+                   str(tmp_path / "ft"), **QUIET)
+    before, after = load_model(init)[0].state_dict(), load_model(res.model_dir)[0].state_dict()
+    moved = {k for k in before if before[k].is_floating_point() and not torch.equal(before[k], after[k])}
+    assert moved and all(k.startswith("cnn.") for k in moved), sorted(moved)
+    with pytest.raises(ValueError, match="trainable"):
+        finetune(init, tiny_pool, _head(tiny_pool), _cfg(trainable="lstm"), str(tmp_path / "bad"), **QUIET)
