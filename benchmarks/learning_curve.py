@@ -77,7 +77,8 @@ def one_point(n: int, pool: tuple[list[bytes], list[str]], test: EvalData, args,
     new, replay, synthetic = (float(x) for x in args.mix.split(","))
     cfg = CycleConfig(mix=MixConfig(new=new, replay=replay, synthetic=synthetic, min_synthetic=args.min_synthetic,
                                     workers=args.workers, seed=args.seed, anchor=args.anchor),
-                      finetune=FinetuneConfig(distill=args.distill, trainable=args.trainable, train=TrainConfig(
+                      finetune=FinetuneConfig(distill=args.distill, trainable=args.trainable,
+                                              anchor_tolerance=args.anchor_tolerance, train=TrainConfig(
                           steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=30,
                           eval_every=args.eval_every, ckpt_every=args.eval_every, seed=args.seed, workers=0)),
                       regression=RegressionConfig(per_family=args.suite_per_family),
@@ -116,10 +117,12 @@ def main() -> None:
     ap.add_argument("--suite-per-family", type=int, default=60, help="regression suite crops per brand family")
     ap.add_argument("--distill", type=float, default=FinetuneConfig().distill,
                     help="weight of distillation from the champion on the crops it reads right (0: off)")
-    ap.add_argument("--trainable", default="all", choices=("all", "cnn"),
+    ap.add_argument("--trainable", default=FinetuneConfig().trainable, choices=("all", "cnn"),
                     help="what the fine-tune trains: everything, or only the convolutional front end")
-    ap.add_argument("--anchor", type=int, default=600,
+    ap.add_argument("--anchor", type=int, default=MixConfig().anchor,
                     help="anchor renders for choosing the champion/fine-tune blend (0: no blending)")
+    ap.add_argument("--anchor-tolerance", type=float, default=FinetuneConfig().anchor_tolerance,
+                    help="anchor exact-match drop a kept blend may show")
     ap.add_argument("--workers", type=int, default=2, help="rendering processes")
     ap.add_argument("--seed", type=int, default=0, help="mix and training seed")
     ap.add_argument("--name", default="learning_curve", help="results file name (benchmarks/results/NAME.json)")

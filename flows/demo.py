@@ -153,7 +153,7 @@ def print_summary(s, seeds: list[Any], home: str, n_objects: int, wall_s: float)
     ft = getattr(s, "finetune", None) or {}
     if ft.get("blends"):
         table = ", ".join(f"{b['alpha']:.2f}: {b['val_exact_match']:.3f}/{b['anchor_exact_match']:.3f}" for b in ft["blends"])
-        kept = "the champion's own weights: every blend that learnt more read the anchor worse" \
+        kept = "the champion's own weights: every blend that learnt more read the anchor too much worse" \
             if ft["blend_alpha"] == 0 else f"weight {ft['blend_alpha']:.2f} on the fine-tuned model"
         print(f"fine-tune: best step {ft['best_step']}; blends (weight: validation / anchor exact match) {table}"
               f" -> kept {kept}")

@@ -43,7 +43,7 @@ class MixConfig:
     max_synthetic: int = 20_000
     val_share: float = 0.15       # share of new codes kept out of training for early stopping
     min_val: int = 60             # validation crops (topped up with synthetic ones)
-    anchor: int = 600             # suite-like renders the blend is chosen on (loop.mix.render_anchor; 0: no blending)
+    anchor: int = 1500            # suite-like renders the blend is chosen on (loop.mix.render_anchor; 0: no blending)
     seed: int = 0
     workers: int = 1              # rendering processes
 

@@ -44,8 +44,8 @@ class FinetuneConfig:
     freeze_bn: bool = True         # keep the champion's BatchNorm statistics (less forgetting)
     distill: float = 1.0           # weight of the champion-distillation term (recognizer.train.Distill); 0: off
     interpolate: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25)   # blends tried with an anchor pool (and 0)
-    anchor_tolerance: float = 0.0  # allowed anchor exact-match drop vs the champion (0.0: none)
-    trainable: str = "all"         # "all", or "cnn": only the convolutional front end (and new charset rows) learn
+    anchor_tolerance: float = 0.005  # allowed anchor exact-match drop vs the champion (the gate's regression tolerance)
+    trainable: str = "cnn"         # "cnn": only the convolutional front end (and new charset rows) learn; "all"
 
 
 @dataclass
