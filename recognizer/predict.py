@@ -2,10 +2,11 @@
 
 Backends: ``torch`` (the module itself) and ``onnx`` (the same weights exported in
 memory at load time and run by ONNX Runtime: ~2x lower CPU latency at batch 1).
-Orientation: crops taller than wide are turned 90 degrees first; the model's
-upside-down head then decides whether to read the crop turned 180 degrees, and
-when it (or the reading) is unsure both readings are made and the more confident
-one wins. Boxy crops read with little confidence (a diagonal line in an axis-aligned
+Orientation: crops taller than wide are turned 90 degrees first; when the model's
+upside-down head or the reading is unsure, or the reading is no brand-code layout
+(``recognizer.formats``), the crop is also read turned 180 degrees. If exactly one of
+the two readings is a brand layout it wins; otherwise the head and the confidences
+decide. Boxy crops read with little confidence (a diagonal line in an axis-aligned
 box) are also read straightened at a few angles, both ways up (``recognizer.deskew``).
 """
 from __future__ import annotations
