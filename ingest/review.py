@@ -21,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ingest.storage import ObjectNotFound, Storage
-from recognizer.formats import KNOWN_FORMATS, matches_known_format  # noqa: F401 - one table, re-exported
+from recognizer.formats import matches_known_format
 from recognizer.metrics import exact_match
 
 CONFIDENT = 0.95

@@ -43,11 +43,12 @@ def under_torchrun() -> bool:
 
 def setup(device: str = "auto") -> Dist:
     """Join the torchrun process group (when there is one) and pick this rank's device."""
-    want_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    from recognizer.train import pick_device
+
     if not under_torchrun():
-        return Dist(device=torch.device("cuda" if want_cuda else device if device != "auto" else "cpu"))
+        return Dist(device=pick_device(device))
     rank, world, local = (int(os.environ[k]) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
-    if want_cuda:
+    if pick_device(device).type == "cuda":
         torch.cuda.set_device(local)
         dev = torch.device("cuda", local)
     else:

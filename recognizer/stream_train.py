@@ -38,7 +38,7 @@ from recognizer.model import CRNN, ModelConfig
 from recognizer.preprocess import resize_height, to_gray
 from recognizer.synthdata import render_pool
 from recognizer.tokenizer import CTCTokenizer
-from recognizer.train import TrainConfig, pick_device, seed_everything, train_step
+from recognizer.train import TrainConfig, seed_everything, train_step
 
 
 @dataclass
