@@ -77,7 +77,7 @@ def one_point(n: int, pool: tuple[list[bytes], list[str]], test: EvalData, args,
     new, replay, synthetic = (float(x) for x in args.mix.split(","))
     cfg = CycleConfig(mix=MixConfig(new=new, replay=replay, synthetic=synthetic, min_synthetic=args.min_synthetic,
                                     workers=args.workers, seed=args.seed, anchor=args.anchor),
-                      finetune=FinetuneConfig(distill=args.distill, trainable=args.trainable,
+                      finetune=FinetuneConfig(distill=args.distill, trainable=args.trainable, adapter=args.adapter,
                                               anchor_tolerance=args.anchor_tolerance, train=TrainConfig(
                           steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=30,
                           eval_every=args.eval_every, ckpt_every=args.eval_every, seed=args.seed, workers=0)),
@@ -112,13 +112,15 @@ def main() -> None:
     ap.add_argument("--min-synthetic", type=int, default=3000, help="unique synthetic crops at least")
     ap.add_argument("--steps", type=int, default=300, help="fine-tune LR schedule (early stopping may end sooner)")
     ap.add_argument("--batch-size", type=int, default=64, help="crops per step")
-    ap.add_argument("--lr", type=float, default=5e-4, help="peak learning rate")
+    ap.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
     ap.add_argument("--eval-every", type=int, default=100, help="steps between validation checks")
     ap.add_argument("--suite-per-family", type=int, default=60, help="regression suite crops per brand family")
     ap.add_argument("--distill", type=float, default=FinetuneConfig().distill,
                     help="weight of distillation from the champion on the crops it reads right (0: off)")
-    ap.add_argument("--trainable", default=FinetuneConfig().trainable, choices=("all", "cnn"),
-                    help="what the fine-tune trains: everything, or only the convolutional front end")
+    ap.add_argument("--trainable", default=FinetuneConfig().trainable, choices=("all", "cnn", "adapter"),
+                    help="what the fine-tune trains: everything, the convolutional front end, or added adapters")
+    ap.add_argument("--adapter", type=int, default=FinetuneConfig().adapter,
+                    help="bottleneck channels of the adapters a fine-tune adds (--trainable adapter)")
     ap.add_argument("--anchor", type=int, default=MixConfig().anchor,
                     help="anchor renders for choosing the champion/fine-tune blend (0: no blending)")
     ap.add_argument("--anchor-tolerance", type=float, default=FinetuneConfig().anchor_tolerance,

@@ -247,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "state/retrain/broken-locks/); the broken run stops at its next stage")
     rt.add_argument("--steps", type=int, default=300, help="fine-tune LR schedule length in optimizer steps")
     rt.add_argument("--batch-size", type=int, default=64, help="crops per step")
-    rt.add_argument("--lr", type=float, default=5e-4, help="peak learning rate of the fine-tune")
+    rt.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of the fine-tune (adapters)")
     rt.add_argument("--eval-every", type=int, default=100, help="steps between validation checks (an 'epoch')")
     rt.add_argument("--patience", type=int, default=3, help="validation checks without improvement before stopping")
     rt.add_argument("--mix-new", type=float, default=0.5, help="share of new corrections in the training mix")

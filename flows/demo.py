@@ -35,7 +35,7 @@ class DemoConfig:
     n_bad: int = 5               # bad uploads (empty, truncated, bad JSON, bad charset, duplicate)
     steps: int = 150
     batch_size: int = 32
-    lr: float = 7e-4
+    lr: float = 2e-3
     eval_every: int = 50
     mix_new: float = 0.5
     mix_replay: float = 0.1

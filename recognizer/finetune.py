@@ -1,5 +1,11 @@
 """Fine-tune from a champion: warm start, charset extension, early stopping, resume.
 
+What learns (``FinetuneConfig.trainable``): by default only adapters (``recognizer.model``),
+added on the first fine-tune with zero up-projections and kept training on later ones; the
+champion's own weights stay as they are, so the serving predictor can still read on the base
+path and use the adapted path only for crops the base path is unsure of (no forgetting of
+what it reads confidently). ``"cnn"``/``"all"`` fine-tune the champion's weights instead.
+
 Layout of ``out_dir``: ``ckpt/`` (latest weights + optimizer state, what a run that
 died resumes from), ``best/`` (the artifact with the best validation exact match
 so far, step 0 = the warm start itself) and, when an anchor set is given, ``final/``.
@@ -36,7 +42,7 @@ class FinetuneConfig:
     """Fine-tuning recipe; ``train.steps`` is the LR schedule, early stopping may end it sooner."""
 
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=300, batch_size=64, lr=5e-4, warmup=30, eval_every=100, ckpt_every=100, workers=0))
+        steps=300, batch_size=64, lr=2e-3, warmup=30, eval_every=100, ckpt_every=100, workers=0))
     patience: int = 3              # evaluations without improvement before stopping
     min_delta: float = 0.0         # improvement in validation exact match that counts
     max_batch_pixels: int = 64 * 32 * 512   # padded pixels per batch (wide crops -> smaller batches)
@@ -45,7 +51,9 @@ class FinetuneConfig:
     distill: float = 1.0           # weight of the champion-distillation term (recognizer.train.Distill); 0: off
     interpolate: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25)   # blends tried with an anchor pool (and 0)
     anchor_tolerance: float = 0.005  # allowed anchor exact-match drop vs the champion (the gate's regression tolerance)
-    trainable: str = "cnn"         # "cnn": only the convolutional front end (and new charset rows) learn; "all"
+    trainable: str = "adapter"     # "adapter": only adapters (added when the champion has none) and new charset
+                                   # rows learn; "cnn": the convolutional front end; "all"
+    adapter: int = 16              # bottleneck channels of adapters a fine-tune adds (trainable="adapter")
 
 
 @dataclass
@@ -84,6 +92,23 @@ def extend_charset(model: CRNN, tok: CTCTokenizer, new_chars: str,
         new.fc.bias.fill_(new_row_bias)
         new.fc.bias[:k] = model.fc.bias
     return new.to(next(model.parameters()).device).train(model.training), new_tok
+
+
+def add_adapters(model: CRNN, bottleneck: int, seed: int = 0) -> CRNN:
+    """A copy of ``model`` with fresh adapters (``recognizer.model.Adapter``); it reads exactly as
+    ``model`` does until they are trained. Deterministic for ``seed`` (the blend end point must match)."""
+    if model.cfg.adapter > 0:
+        return model
+    new_cfg = ModelConfig.from_dict({**model.cfg.to_dict(), "adapter": bottleneck})
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        new = CRNN(new_cfg)
+    missing, unexpected = new.load_state_dict(model.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("adapters.") for k in missing), (missing, unexpected)
+    return new.to(next(model.parameters()).device).train(model.training)
+
+
+TRAINABLE = {"all": None, "cnn": ("cnn.",), "adapter": ("adapters.",)}
 
 
 def bn_frozen_train(model: CRNN) -> None:
@@ -195,6 +220,10 @@ def finetune(init_dir: str, train_pool: Pool, val_pool: Pool, cfg: FinetuneConfi
     model, tok, _ = load_model(init_dir)
     added = chars_missing(tok, train_pool.labels + val_pool.labels)
     model, tok = extend_charset(model, tok, added, cfg.new_row_bias)
+    if cfg.trainable not in TRAINABLE:
+        raise ValueError(f"FinetuneConfig.trainable: one of {sorted(TRAINABLE)}, not {cfg.trainable!r}")
+    if cfg.trainable == "adapter":
+        model = add_adapters(model, cfg.adapter, cfg.train.seed)
     meta = {**(meta or {}), "init": init_dir, "added_chars": added, "finetune": asdict(cfg)}
     best_dir, ckpt_dir = os.path.join(out_dir, "best"), os.path.join(out_dir, "ckpt")
     model.to(pick_device(cfg.train.device))
@@ -208,12 +237,12 @@ def finetune(init_dir: str, train_pool: Pool, val_pool: Pool, cfg: FinetuneConfi
     if cfg.distill > 0 or blending:
         champion, champion_tok, _ = load_model(init_dir)
         champion = extend_charset(champion, champion_tok, added, cfg.new_row_bias)[0]
+        if cfg.trainable == "adapter":
+            champion = add_adapters(champion, cfg.adapter, cfg.train.seed)
     teacher = Distill(champion, cfg.distill) if cfg.distill > 0 else None
-    if cfg.trainable not in ("all", "cnn"):
-        raise ValueError(f"FinetuneConfig.trainable: 'all' or 'cnn', not {cfg.trainable!r}")
-    if cfg.trainable == "cnn":       # the sequence model (what follows what in a code) stays the champion's
+    if TRAINABLE[cfg.trainable]:     # the rest (e.g. the sequence model: what follows what in a code) stays the champion's
         for name, p in model.named_parameters():
-            p.requires_grad_(name.startswith("cnn.") or (bool(added) and name.startswith("fc.")))
+            p.requires_grad_(name.startswith(TRAINABLE[cfg.trainable]) or (bool(added) and name.startswith("fc.")))
     res = fit(model, tok, train_pool, cfg.train, ckpt_dir, evaluate=val, meta=meta, log=log,
               on_eval=stop, max_batch_pixels=cfg.max_batch_pixels,
               train_mode=bn_frozen_train if cfg.freeze_bn else None, distill=teacher)

@@ -2,6 +2,13 @@
 
 Pure ``nn.Module``: tensors in, logits out. Also an orientation head that says
 whether the crop is upside down (used by the predictor, not by CTC).
+
+Optional adapters (``ModelConfig.adapter`` > 0): a small residual branch (3x3 conv down to
+``adapter`` channels, ReLU, 1x1 conv back up) after four stages of the CNN. They are how a
+fine-tune adds capacity for a new kind of print without moving the weights the old kinds
+rely on (``recognizer.finetune``, ``trainable="adapter"``): the up-projections start at
+zero, so a model with fresh adapters reads exactly as it did without them, and
+``forward(x, adapters=False)`` (``BasePath``) still reads as it did before they were trained.
 """
 from __future__ import annotations
 
@@ -20,6 +27,7 @@ class ModelConfig:
     channels: tuple[int, ...] = (32, 64, 96, 128)
     hidden: int = 128
     dropout: float = 0.1
+    adapter: int = 0               # bottleneck channels of the adapters (0: none)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -36,6 +44,24 @@ class ModelConfig:
 def _conv(cin: int, cout: int, stride: tuple[int, int] = (1, 1)) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
                          nn.ReLU(inplace=True))
+
+
+# after which ``cnn`` layers an adapter sits (the first conv block, and the end of each resolution)
+ADAPTER_AT = (0, 1, 4, 7)
+
+
+class Adapter(nn.Module):
+    """Residual branch ``x + up(relu(down(x)))``; ``up`` starts at zero (an identity)."""
+
+    def __init__(self, channels: int, bottleneck: int) -> None:
+        super().__init__()
+        self.down = nn.Conv2d(channels, bottleneck, 3, 1, 1)
+        self.up = nn.Conv2d(bottleneck, channels, 1)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.up(torch.relu(self.down(x)))
 
 
 class CRNN(nn.Module):
@@ -60,15 +86,39 @@ class CRNN(nn.Module):
         self.rnn = nn.LSTM(c3, cfg.hidden, num_layers=1, bidirectional=True)
         self.fc = nn.Linear(2 * cfg.hidden, cfg.num_classes)
         self.orient = nn.Linear(c3, 1)
+        if cfg.adapter > 0:
+            outs = {0: c0, 1: c1, 4: c2, 7: c3}
+            self.adapters = nn.ModuleList(Adapter(outs[i], cfg.adapter) for i in ADAPTER_AT)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.cnn(x)                         # B x C x 1 x T
+    def features(self, x: torch.Tensor, adapters: bool = True) -> torch.Tensor:
+        """``adapters=False``: the base path, as if the model had none."""
+        if self.cfg.adapter > 0 and adapters:
+            k = 0
+            for i, layer in enumerate(self.cnn):
+                x = layer(x)
+                if i in ADAPTER_AT:
+                    x = self.adapters[k](x)
+                    k += 1
+            f = x
+        else:
+            f = self.cnn(x)                     # B x C x 1 x T
         return f.squeeze(2).permute(2, 0, 1)    # B x C x T -> T x B x C
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns (log-probs T x B x K, upside-down logit B)."""
-        seq = self.features(x)                  # T x B x C
+    def forward(self, x: torch.Tensor, adapters: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (log-probs T x B x K, upside-down logit B); ``adapters=False``: the base path."""
+        seq = self.features(x, adapters)        # T x B x C
         orient = self.orient(seq.mean(0)).squeeze(-1)
         out, _ = self.rnn(self.dropout(seq))    # T x B x 2H
         logits = self.fc(self.dropout(out))     # T x B x K
         return logits.log_softmax(-1), orient
+
+
+class BasePath(nn.Module):
+    """``model`` read without its adapters (what it read before they were added), for export."""
+
+    def __init__(self, model: CRNN) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model(x, adapters=False)

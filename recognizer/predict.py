@@ -8,6 +8,14 @@ upside-down head or the reading is unsure, or the reading is no brand-code layou
 the two readings is a brand layout it wins; otherwise the head and the confidences
 decide. Boxy crops read with little confidence (a diagonal line in an axis-aligned
 box) are also read straightened at a few angles, both ways up (``recognizer.deskew``).
+
+Models with adapters (``recognizer.model``, added by a fine-tune for a new kind of print)
+are read on two paths: the base path first (the weights the adapters leave alone, i.e. what
+the model read before it learnt the new kind), then, for crops that reading is unsure of
+(confidence below ``adapted_below``), the adapted path; the adapted reading replaces the
+base one when it is a brand layout and the other is not, or else when it is more confident.
+What the base path reads with confidence is therefore never changed by what the adapters
+learnt (forgetting), and the second pass costs time only on unsure crops.
 """
 from __future__ import annotations
 
@@ -23,6 +31,7 @@ from recognizer.checkpoint import load_model
 from recognizer.decode import greedy_decode
 from recognizer.deskew import ANGLES, straighten
 from recognizer.formats import looks_like_a_code
+from recognizer.model import BasePath
 from recognizer.preprocess import CropError, batch_tensor, load_image, resize_height, to_gray, width_batches
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
@@ -46,7 +55,8 @@ class Predictor:
 
     def __init__(self, model_dir: str | None, backend: str = "auto", batch_size: int = 64,
                  flip_check: float = 0.2, sure: float = 0.9, deskew_below: float = 0.95,
-                 deskew_margin: float = 0.02, formats: bool = True, loaded: tuple | None = None) -> None:
+                 deskew_margin: float = 0.02, formats: bool = True, adapted_below: float = 0.95,
+                 loaded: tuple | None = None) -> None:
         """``model_dir``: an artifact; or None with ``loaded`` = (model, tokenizer, config) in memory."""
         self.model, self.tok, self.config = loaded if loaded is not None else load_model(model_dir)
         self.model.eval()
@@ -57,29 +67,38 @@ class Predictor:
         self.deskew_below = deskew_below   # retry boxy crops read with less confidence (0: off)
         self.deskew_margin = deskew_margin # confidence a straightened reading must add to replace the reading
         self.formats = formats             # between readings of which only one is a brand layout, take that one
+        self.adapted_below = adapted_below # adapters: base readings below this confidence are read adapted too
+        self.two_paths = self.model.cfg.adapter > 0
+        # path 0: what serves first (the base path when there are adapters); path 1: the adapted path
+        self._modules = [BasePath(self.model), self.model] if self.two_paths else [self.model]
+        self._path = 0
         self.backend = backend
         self._ort = None
         if backend in ("auto", "onnx"):
-            self._ort = self._onnx_session(raise_errors=backend == "onnx")
+            self._ort = self._onnx_sessions(raise_errors=backend == "onnx")
             self.backend = "onnx" if self._ort is not None else "torch"
 
     # -- backends -------------------------------------------------------------------
-    def _onnx_session(self, raise_errors: bool):
+    def _onnx_sessions(self, raise_errors: bool):
+        """One ONNX Runtime session per path, or None when export or ONNX Runtime fail."""
         try:
             import onnxruntime as ort
 
-            buf = io.BytesIO()
-            x = torch.zeros(1, 1, self.height, 64)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(self.model, (x,), buf, input_names=["x"], output_names=["logp", "orient"],
-                                  dynamic_axes={"x": {0: "b", 3: "w"}, "logp": {0: "t", 1: "b"},
-                                                "orient": {0: "b"}},
-                                  dynamo=False)
             so = ort.SessionOptions()
             so.intra_op_num_threads = torch.get_num_threads()
             so.inter_op_num_threads = 1
-            return ort.InferenceSession(buf.getvalue(), so, providers=["CPUExecutionProvider"])
+            sessions = []
+            for module in self._modules:
+                buf = io.BytesIO()
+                x = torch.zeros(1, 1, self.height, 64)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    torch.onnx.export(module, (x,), buf, input_names=["x"], output_names=["logp", "orient"],
+                                      dynamic_axes={"x": {0: "b", 3: "w"}, "logp": {0: "t", 1: "b"},
+                                                    "orient": {0: "b"}},
+                                      dynamo=False)
+                sessions.append(ort.InferenceSession(buf.getvalue(), so, providers=["CPUExecutionProvider"]))
+            return sessions
         except Exception:
             if raise_errors:
                 raise
@@ -87,10 +106,10 @@ class Predictor:
 
     def _forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self._ort is not None:
-            logp, orient = self._ort.run(None, {"x": x})
+            logp, orient = self._ort[self._path].run(None, {"x": x})
             return logp, orient
         with torch.inference_mode():
-            logp, orient = self.model(torch.from_numpy(x))
+            logp, orient = self._modules[self._path](torch.from_numpy(x))
         return logp.numpy(), orient.numpy()
 
     def _read(self, grays: list[np.ndarray]) -> list[tuple[str, float, float]]:
@@ -100,7 +119,7 @@ class Predictor:
             x, widths = batch_tensor([grays[i] for i in idx])
             logp, orient = self._forward(x)
             lens = np.minimum((widths + 3) // 4, logp.shape[0])
-            p_flip = 1 / (1 + np.exp(-orient.reshape(-1)))
+            p_flip = 0.5 * (1 + np.tanh(0.5 * orient.reshape(-1)))     # sigmoid, without overflow
             for j, (i, (text, conf)) in enumerate(zip(idx, greedy_decode(logp, lens, self.tok))):
                 res[i] = (text, conf, float(p_flip[j]))
         return [res[i] for i in range(len(grays))]
@@ -109,6 +128,23 @@ class Predictor:
     def predict_arrays(self, images: list[np.ndarray]) -> list[Prediction]:
         """RGB or grey crops (any orientation) -> predictions, in order."""
         grays = [to_gray(im) for im in images]
+        self._path = 0
+        preds = self._predict(grays)
+        if self.two_paths:
+            unsure = [i for i, p in enumerate(preds) if p.confidence < self.adapted_below]
+            if unsure:
+                self._path = 1
+                try:
+                    adapted = self._predict([grays[i] for i in unsure])
+                finally:
+                    self._path = 0
+                for i, p in zip(unsure, adapted):
+                    if p.text and self._better(p.text, p.confidence, preds[i], margin=0.0):
+                        preds[i] = p
+        return preds
+
+    def _predict(self, grays: list[np.ndarray]) -> list[Prediction]:
+        """Grey crops -> predictions on the current path (turns, 180-degree check, deskew)."""
         base = [90 if g.shape[0] > 1.25 * g.shape[1] else 0 for g in grays]
         full = [_rot(g, r) for g, r in zip(grays, base)]
         views = [resize_height(f, self.height) for f in full]
@@ -157,13 +193,14 @@ class Predictor:
             if text and self._better(text, conf, preds[i]):
                 preds[i] = Prediction(text, conf, rotation)
 
-    def _better(self, text: str, conf: float, than: Prediction) -> bool:
-        """A retry's reading replaces ``than``: a brand layout beats none, else confidence decides."""
+    def _better(self, text: str, conf: float, than: Prediction, margin: float | None = None) -> bool:
+        """A retry's reading replaces ``than``: a brand layout beats none, else confidence decides
+        (by ``margin``, default ``deskew_margin``)."""
         if self.formats:
             a, b = looks_like_a_code(text), looks_like_a_code(than.text)
             if a != b:
                 return a
-        return conf > than.confidence + self.deskew_margin
+        return conf > than.confidence + (self.deskew_margin if margin is None else margin)
 
     def predict_files(self, paths: list[str], chunk: int = 256) -> list[Prediction]:
         """Unreadable files get an empty prediction, confidence 0 and an error message.

@@ -8,7 +8,7 @@ import torch
 from recognizer.checkpoint import load_model, read_config, save_model
 from recognizer.data import WidthBucketSampler
 from recognizer.evaluate import evaluate_pool, read_batch
-from recognizer.finetune import FinetuneConfig, extend_charset, finetune
+from recognizer.finetune import FinetuneConfig, add_adapters, extend_charset, finetune
 from recognizer.model import CRNN, ModelConfig
 from recognizer.synthdata import Pool
 from recognizer.tokenizer import CTCTokenizer
@@ -154,3 +154,30 @@ def test_cnn_only_finetune_keeps_the_sequence_model(tmp_path, tiny_pool):
     assert moved and all(k.startswith("cnn.") for k in moved), sorted(moved)
     with pytest.raises(ValueError, match="trainable"):
         finetune(init, tiny_pool, _head(tiny_pool), _cfg(trainable="lstm"), str(tmp_path / "bad"), **QUIET)
+
+
+def test_added_adapters_keep_old_readings_identical(base_model_dir, tiny_pool):
+    model, tok, _ = load_model(base_model_dir)
+    grays = [tiny_pool.image(i) for i in range(48)]
+    before = read_batch(model, tok, grays)
+    adapted = add_adapters(model, 8).eval()
+    assert adapted.cfg.adapter == 8 and model.cfg.adapter == 0
+    after = read_batch(adapted, tok, grays)
+    assert [t for t, _ in after] == [t for t, _ in before]
+    assert np.allclose([c for _, c in after], [c for _, c in before], atol=1e-5)
+    assert add_adapters(adapted, 16) is adapted                      # already has them: unchanged
+
+
+def test_adapter_finetune_trains_only_the_adapters_and_continues_them(tmp_path, tiny_pool):
+    init = _tiny_artifact(str(tmp_path / "init"))
+    cfg = _cfg(trainable="adapter", adapter=4, patience=99, min_delta=-1.0, train=dict(steps=4, eval_every=4))
+    res = finetune(init, tiny_pool, _head(tiny_pool), cfg, str(tmp_path / "ft"), **QUIET)
+    tuned = load_model(res.model_dir)[0]
+    assert tuned.cfg.adapter == 4 and read_config(res.model_dir)["model"]["adapter"] == 4
+    before, after = load_model(init)[0].state_dict(), tuned.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before.items())  # the champion's own weights: untouched
+    assert any(after[k].abs().sum() > 0 for k in after if k.startswith("adapters.") and ".up." in k)
+    again = finetune(res.model_dir, tiny_pool, _head(tiny_pool), cfg, str(tmp_path / "ft2"), **QUIET)
+    second = load_model(again.model_dir)[0].state_dict()            # the next night trains the same adapters
+    assert set(second) == set(after) and any(not torch.equal(after[k], second[k]) for k in after
+                                             if k.startswith("adapters."))

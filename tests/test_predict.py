@@ -155,3 +155,41 @@ def test_diagonal_crops_are_read_either_way_up(predictor):
         preds = predictor.predict_arrays([np.rot90(c.image, turn) for c in crops])
         misread = [(c.label, p.text) for p, c in zip(preds, crops) if not exact_match(p.text, c.label)]
         assert len(misread) / len(crops) <= 0.15, (turn * 90, misread)
+
+
+def test_adapters_change_only_readings_the_base_path_is_unsure_of(crops_dir, base_model_dir, tmp_path):
+    """A model with adapters: confident base readings stay exactly as they were (no forgetting); unsure
+    ones take the adapted reading only when it is a brand layout the other is not, or more confident."""
+    import torch
+
+    from recognizer.checkpoint import load_model, save_model
+    from recognizer.finetune import add_adapters
+    from recognizer.formats import looks_like_a_code
+    from recognizer.preprocess import load_image, to_gray
+
+    model, tok, _ = load_model(base_model_dir)
+    adapted = add_adapters(model, 8).eval()
+    files = [os.path.join(crops_dir, "images", f) for f in sorted(os.listdir(os.path.join(crops_dir, "images")))]
+    images = [load_image(f) for f in files]
+    base = Predictor(base_model_dir, backend="torch").predict_arrays(images)
+    fresh = Predictor(save_model(adapted, tok, str(tmp_path / "fresh")), backend="torch").predict_arrays(images)
+    assert [(p.text, p.rotation) for p in fresh] == [(p.text, p.rotation) for p in base]   # zero adapters: identical
+    torch.manual_seed(1)
+    with torch.no_grad():                         # adapters that learnt something else entirely
+        for name, p in adapted.named_parameters():
+            if name.startswith("adapters."):
+                p.copy_(torch.randn_like(p) * 0.3)
+    model_dir = save_model(adapted, tok, str(tmp_path / "noisy"))
+    both = Predictor(model_dir, backend="torch")
+    got = both.predict_arrays(images)
+    both._path = 1
+    alone = both._predict([to_gray(im) for im in images])
+    assert sum(a.text != b.text for a, b in zip(alone, base)) >= 12        # the adapted path alone reads differently
+    for b, a, g in zip(base, alone, got):
+        if b.confidence >= both.adapted_below:
+            assert (g.text, g.confidence) == (b.text, b.confidence)
+        elif (g.text, g.confidence) != (b.text, b.confidence):
+            assert (g.text, g.confidence) == (a.text, a.confidence)
+            assert (looks_like_a_code(a.text) and not looks_like_a_code(b.text)) or a.confidence > b.confidence
+    onnx = Predictor(model_dir, backend="onnx").predict_arrays(images)
+    assert [p.text for p in onnx] == [p.text for p in got]
