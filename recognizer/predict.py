@@ -13,7 +13,8 @@ Models with adapters (``recognizer.model``, added by a fine-tune for a new kind 
 are read on two paths: the base path first (the weights the adapters leave alone, i.e. what
 the model read before it learnt the new kind), then, for crops that reading is unsure of
 (confidence below ``adapted_below``), the adapted path; the adapted reading replaces the
-base one when it is a brand layout and the other is not, or else when it is more confident.
+base one when it is more confident by ``adapted_margin``, or when it is a brand layout, the
+other is not and it is not much less confident (``adapted_layout_floor``).
 What the base path reads with confidence is therefore never changed by what the adapters
 learnt (forgetting), and the second pass costs time only on unsure crops.
 """
@@ -56,6 +57,7 @@ class Predictor:
     def __init__(self, model_dir: str | None, backend: str = "auto", batch_size: int = 64,
                  flip_check: float = 0.2, sure: float = 0.9, deskew_below: float = 0.95,
                  deskew_margin: float = 0.02, formats: bool = True, adapted_below: float = 0.95,
+                 adapted_margin: float = 0.05, adapted_layout_floor: float = 0.2,
                  loaded: tuple | None = None) -> None:
         """``model_dir``: an artifact; or None with ``loaded`` = (model, tokenizer, config) in memory."""
         self.model, self.tok, self.config = loaded if loaded is not None else load_model(model_dir)
@@ -68,6 +70,8 @@ class Predictor:
         self.deskew_margin = deskew_margin # confidence a straightened reading must add to replace the reading
         self.formats = formats             # between readings of which only one is a brand layout, take that one
         self.adapted_below = adapted_below # adapters: base readings below this confidence are read adapted too
+        self.adapted_margin = adapted_margin           # confidence an adapted reading must add to replace
+        self.adapted_layout_floor = adapted_layout_floor  # a brand-layout adapted reading may be this much less sure
         self.two_paths = self.model.cfg.adapter > 0
         # path 0: what serves first (the base path when there are adapters); path 1: the adapted path
         self._modules = [BasePath(self.model), self.model] if self.two_paths else [self.model]
@@ -139,9 +143,19 @@ class Predictor:
                 finally:
                     self._path = 0
                 for i, p in zip(unsure, adapted):
-                    if p.text and self._better(p.text, p.confidence, preds[i], margin=0.0):
+                    if p.text and self._adapted_wins(p, preds[i]):
                         preds[i] = p
         return preds
+
+    def _adapted_wins(self, adapted: Prediction, base: Prediction) -> bool:
+        """The adapted reading replaces an unsure base reading (measured rule: a confidently wrong adapted
+        reading is what forgetting looks like here, so it must be surer, and a junk reading that happens
+        to fit a brand layout does not win on the layout alone)."""
+        if self.formats and adapted.confidence >= base.confidence - self.adapted_layout_floor:
+            a, b = looks_like_a_code(adapted.text), looks_like_a_code(base.text)
+            if a != b:
+                return a
+        return adapted.confidence > base.confidence + self.adapted_margin
 
     def _predict(self, grays: list[np.ndarray]) -> list[Prediction]:
         """Grey crops -> predictions on the current path (turns, 180-degree check, deskew)."""
@@ -193,14 +207,13 @@ class Predictor:
             if text and self._better(text, conf, preds[i]):
                 preds[i] = Prediction(text, conf, rotation)
 
-    def _better(self, text: str, conf: float, than: Prediction, margin: float | None = None) -> bool:
-        """A retry's reading replaces ``than``: a brand layout beats none, else confidence decides
-        (by ``margin``, default ``deskew_margin``)."""
+    def _better(self, text: str, conf: float, than: Prediction) -> bool:
+        """A retry's reading replaces ``than``: a brand layout beats none, else confidence decides."""
         if self.formats:
             a, b = looks_like_a_code(text), looks_like_a_code(than.text)
             if a != b:
                 return a
-        return conf > than.confidence + (self.deskew_margin if margin is None else margin)
+        return conf > than.confidence + self.deskew_margin
 
     def predict_files(self, paths: list[str], chunk: int = 256) -> list[Prediction]:
         """Unreadable files get an empty prediction, confidence 0 and an error message.

@@ -190,6 +190,17 @@ def test_adapters_change_only_readings_the_base_path_is_unsure_of(crops_dir, bas
             assert (g.text, g.confidence) == (b.text, b.confidence)
         elif (g.text, g.confidence) != (b.text, b.confidence):
             assert (g.text, g.confidence) == (a.text, a.confidence)
-            assert (looks_like_a_code(a.text) and not looks_like_a_code(b.text)) or a.confidence > b.confidence
+            assert (looks_like_a_code(a.text) and not looks_like_a_code(b.text)) or \
+                a.confidence > b.confidence + both.adapted_margin
     onnx = Predictor(model_dir, backend="onnx").predict_arrays(images)
     assert [p.text for p in onnx] == [p.text for p in got]
+
+
+def test_an_adapted_reading_must_be_surer_and_junk_does_not_win_on_its_layout(predictor):
+    from recognizer.predict import Prediction
+
+    wins = predictor._adapted_wins
+    assert not wins(Prediction("M3078", 0.10), Prediction("GELKAYANO", 0.72))      # a layout, but junk-sure
+    assert wins(Prediction("DD1391-100", 0.60), Prediction("DD1391-1OO", 0.70))    # a layout, nearly as sure
+    assert not wins(Prediction("BT3967", 0.61), Prediction("BT5967", 0.58))        # surer, not by the margin
+    assert wins(Prediction("BT3967", 0.75), Prediction("BT5967", 0.58))
