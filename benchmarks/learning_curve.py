@@ -7,7 +7,7 @@ a fresh home + bucket receives N corrections (sidecars carry the base model's re
 ``loop.cycle.run_cycle`` runs once, and the base model and the challenger are scored on the
 same held-out crops of the domain (other seed) and on the frozen regression suite (forgetting).
 
-    python -m benchmarks.learning_curve [--n 0,250,1000,4000] [--test-n 500] [--steps 300]
+    python -m benchmarks.learning_curve [--n 0,250,1000,4000] [--test-n 500] [--steps 250]
 
 Defaults: the nightly retrain flow's recipe (steps, learning rate, mix shares).
 """
@@ -110,7 +110,7 @@ def main() -> None:
     ap.add_argument("--test-n", type=int, default=500, help="held-out dot-matrix crops scored per point")
     ap.add_argument("--mix", default="0.5,0.25,0.25", help="shares new,replay,synthetic")
     ap.add_argument("--min-synthetic", type=int, default=3000, help="unique synthetic crops at least")
-    ap.add_argument("--steps", type=int, default=300, help="fine-tune LR schedule (early stopping may end sooner)")
+    ap.add_argument("--steps", type=int, default=250, help="fine-tune LR schedule (early stopping may end sooner)")
     ap.add_argument("--batch-size", type=int, default=64, help="crops per step")
     ap.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
     ap.add_argument("--eval-every", type=int, default=100, help="steps between validation checks")

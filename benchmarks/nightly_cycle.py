@@ -4,7 +4,7 @@ Wall time per stage and the orchestration overhead share: (flow wall time - time
 the stage functions) / flow wall time. Prefect's ephemeral server start is timed separately
 (a trivial flow run first), so the share is the cost of running the stages as tasks.
 
-    python -m benchmarks.nightly_cycle [--n 1000] [--synthetic 5000] [--steps 300]
+    python -m benchmarks.nightly_cycle [--n 1000] [--synthetic 5000] [--steps 250]
 """
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=1000, help="simulated corrections")
     ap.add_argument("--synthetic", type=int, default=5000, help="unique synthetic crops in the mix (min_synthetic)")
-    ap.add_argument("--steps", type=int, default=300, help="fine-tune LR schedule (early stopping may end sooner)")
+    ap.add_argument("--steps", type=int, default=250, help="fine-tune LR schedule (early stopping may end sooner)")
     ap.add_argument("--shifted-share", type=float, default=0.8, help="share of corrections from the dot-matrix domain")
     args = ap.parse_args()
     settings = setup_environment()

@@ -245,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--break-lock", action="store_true",
                     help="take over another run's live bucket lock (a killed run; recorded under "
                          "state/retrain/broken-locks/); the broken run stops at its next stage")
-    rt.add_argument("--steps", type=int, default=300, help="fine-tune LR schedule length in optimizer steps")
+    rt.add_argument("--steps", type=int, default=250, help="fine-tune LR schedule length in optimizer steps")
     rt.add_argument("--batch-size", type=int, default=64, help="crops per step")
     rt.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of the fine-tune (adapters)")
     rt.add_argument("--eval-every", type=int, default=100, help="steps between validation checks (an 'epoch')")

@@ -55,7 +55,7 @@ def _with(obj: Any, changes: dict[str, Any] | None) -> Any:
     return replace(obj, **changes)
 
 
-def cycle_config(since: str | None = None, forced_by: str | None = None, steps: int = 300, batch_size: int = 64,
+def cycle_config(since: str | None = None, forced_by: str | None = None, steps: int = 250, batch_size: int = 64,
                  lr: float = 2e-3, eval_every: int = 100, patience: int = 3, mix_new: float = 0.5,
                  mix_replay: float = 0.25, mix_synthetic: float = 0.25, targeted: float = 0.7,
                  min_synthetic: int = 2000, margin: float = 0.005, slice_tolerance: float = 0.03,
@@ -101,7 +101,7 @@ def stage_hook(lock: BucketLock, log: Callable[[str], None], progress: bool) -> 
 
 @flow(name="retrain")
 def retrain(bucket: str | None = None, since: str | None = None, force: bool = False, forced_by: str | None = None,
-            steps: int = 300, batch_size: int = 64, lr: float = 2e-3, eval_every: int = 100, patience: int = 3,
+            steps: int = 250, batch_size: int = 64, lr: float = 2e-3, eval_every: int = 100, patience: int = 3,
             mix_new: float = 0.5, mix_replay: float = 0.25, mix_synthetic: float = 0.25, targeted: float = 0.7,
             min_synthetic: int = 2000, margin: float = 0.005, slice_tolerance: float = 0.03,
             regression_tolerance: float = 0.005, seed: int = 0, workers: int = 2, device: str = "auto",

@@ -42,14 +42,14 @@ class FinetuneConfig:
     """Fine-tuning recipe; ``train.steps`` is the LR schedule, early stopping may end it sooner."""
 
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=300, batch_size=64, lr=2e-3, warmup=30, eval_every=100, ckpt_every=100, workers=0))
+        steps=250, batch_size=64, lr=2e-3, warmup=30, eval_every=100, ckpt_every=100, workers=0))
     patience: int = 3              # evaluations without improvement before stopping
     min_delta: float = 0.0         # improvement in validation exact match that counts
     max_batch_pixels: int = 64 * 32 * 512   # padded pixels per batch (wide crops -> smaller batches)
     new_row_bias: float = -8.0     # bias of appended output rows (keeps old readings unchanged)
     freeze_bn: bool = True         # keep the champion's BatchNorm statistics (less forgetting)
     distill: float = 1.0           # weight of the champion-distillation term (recognizer.train.Distill); 0: off
-    interpolate: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25)   # blends tried with an anchor pool (and 0)
+    interpolate: tuple[float, ...] = (1.0, 0.5)   # blends tried with an anchor pool (and 0)
     anchor_tolerance: float = 0.005  # allowed anchor exact-match drop vs the champion (the gate's regression tolerance)
     trainable: str = "adapter"     # "adapter": only adapters (added when the champion has none) and new charset
                                    # rows learn; "cnn": the convolutional front end; "all"
