@@ -73,9 +73,9 @@ class Predictor:
         self.adapted_margin = adapted_margin           # confidence an adapted reading must add to replace
         self.adapted_layout_floor = adapted_layout_floor  # a brand-layout adapted reading may be this much less sure
         self.two_paths = self.model.cfg.adapter > 0
-        # path 0: what serves first (the base path when there are adapters); path 1: the adapted path
+        # path 0: what serves first (the base path when there are adapters); path 1: the adapted path.
+        # Passed down as an argument, never stored: one Predictor may serve several threads.
         self._modules = [BasePath(self.model), self.model] if self.two_paths else [self.model]
-        self._path = 0
         self.backend = backend
         self._ort = None
         if backend in ("auto", "onnx"):
@@ -108,20 +108,20 @@ class Predictor:
                 raise
             return None
 
-    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _forward(self, x: np.ndarray, path: int = 0) -> tuple[np.ndarray, np.ndarray]:
         if self._ort is not None:
-            logp, orient = self._ort[self._path].run(None, {"x": x})
+            logp, orient = self._ort[path].run(None, {"x": x})
             return logp, orient
         with torch.inference_mode():
-            logp, orient = self._modules[self._path](torch.from_numpy(x))
+            logp, orient = self._modules[path](torch.from_numpy(x))
         return logp.numpy(), orient.numpy()
 
-    def _read(self, grays: list[np.ndarray]) -> list[tuple[str, float, float]]:
+    def _read(self, grays: list[np.ndarray], path: int = 0) -> list[tuple[str, float, float]]:
         """Height-normalised crops -> [(text, confidence, P(upside down))]."""
         res: dict[int, tuple[str, float, float]] = {}
         for idx in width_batches([g.shape[1] for g in grays], self.batch_size):
             x, widths = batch_tensor([grays[i] for i in idx])
-            logp, orient = self._forward(x)
+            logp, orient = self._forward(x, path)
             lens = np.minimum((widths + 3) // 4, logp.shape[0])
             p_flip = 0.5 * (1 + np.tanh(0.5 * orient.reshape(-1)))     # sigmoid, without overflow
             for j, (i, (text, conf)) in enumerate(zip(idx, greedy_decode(logp, lens, self.tok))):
@@ -132,16 +132,11 @@ class Predictor:
     def predict_arrays(self, images: list[np.ndarray]) -> list[Prediction]:
         """RGB or grey crops (any orientation) -> predictions, in order."""
         grays = [to_gray(im) for im in images]
-        self._path = 0
         preds = self._predict(grays)
         if self.two_paths:
             unsure = [i for i, p in enumerate(preds) if p.confidence < self.adapted_below]
             if unsure:
-                self._path = 1
-                try:
-                    adapted = self._predict([grays[i] for i in unsure])
-                finally:
-                    self._path = 0
+                adapted = self._predict([grays[i] for i in unsure], path=1)
                 for i, p in zip(unsure, adapted):
                     if p.text and self._adapted_wins(p, preds[i]):
                         preds[i] = p
@@ -157,15 +152,15 @@ class Predictor:
                 return a
         return adapted.confidence > base.confidence + self.adapted_margin
 
-    def _predict(self, grays: list[np.ndarray]) -> list[Prediction]:
-        """Grey crops -> predictions on the current path (turns, 180-degree check, deskew)."""
+    def _predict(self, grays: list[np.ndarray], path: int = 0) -> list[Prediction]:
+        """Grey crops -> predictions on ``path`` (0: first, 1: adapted; turns, 180-degree check, deskew)."""
         base = [90 if g.shape[0] > 1.25 * g.shape[1] else 0 for g in grays]
         full = [_rot(g, r) for g, r in zip(grays, base)]
         views = [resize_height(f, self.height) for f in full]
-        first = self._read(views)
+        first = self._read(views, path)
         redo = [i for i, (t, c, p) in enumerate(first)
                 if p > self.flip_check or c < self.sure or (self.formats and not looks_like_a_code(t))]
-        second = self._read([_rot(views[i], 180) for i in redo]) if redo else []
+        second = self._read([_rot(views[i], 180) for i in redo], path) if redo else []
         preds = [Prediction(t, c, base[i]) for i, (t, c, _) in enumerate(first)]
         for i, (t2, c2, p2) in zip(redo, second):
             code1, code2 = looks_like_a_code(preds[i].text), looks_like_a_code(t2)
@@ -178,10 +173,10 @@ class Predictor:
             if flip:
                 preds[i] = Prediction(t2, c2, (base[i] + 180) % 360)
         if self.deskew_below > 0:
-            self._deskew(full, base, preds)
+            self._deskew(full, base, preds, path)
         return preds
 
-    def _deskew(self, full: list[np.ndarray], base: list[int], preds: list[Prediction]) -> None:
+    def _deskew(self, full: list[np.ndarray], base: list[int], preds: list[Prediction], path: int = 0) -> None:
         """Retry unsure readings of boxy crops at a few tilt angles, in both orientations; keep the most confident.
 
         Both orientations: the upside-down head was trained on level lines and is least sure
@@ -203,7 +198,7 @@ class Predictor:
                         crops.append(resize_height(s, self.height))
         if not crops:
             return
-        for (i, rotation), (text, conf, _) in zip(jobs, self._read(crops)):
+        for (i, rotation), (text, conf, _) in zip(jobs, self._read(crops, path)):
             if text and self._better(text, conf, preds[i]):
                 preds[i] = Prediction(text, conf, rotation)
 

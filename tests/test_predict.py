@@ -182,8 +182,7 @@ def test_adapters_change_only_readings_the_base_path_is_unsure_of(crops_dir, bas
     model_dir = save_model(adapted, tok, str(tmp_path / "noisy"))
     both = Predictor(model_dir, backend="torch")
     got = both.predict_arrays(images)
-    both._path = 1
-    alone = both._predict([to_gray(im) for im in images])
+    alone = both._predict([to_gray(im) for im in images], path=1)
     assert sum(a.text != b.text for a, b in zip(alone, base)) >= 12        # the adapted path alone reads differently
     for b, a, g in zip(base, alone, got):
         if b.confidence >= both.adapted_below:
