@@ -111,6 +111,16 @@ def add_adapters(model: CRNN, bottleneck: int, seed: int = 0) -> CRNN:
 TRAINABLE = {"all": None, "cnn": ("cnn.",), "adapter": ("adapters.",)}
 
 
+def _warm_start(init_dir: str, added: str, cfg: FinetuneConfig) -> tuple[CRNN, CTCTokenizer]:
+    """The champion at ``init_dir`` as the fine-tune starts from it: charset extended by ``added``,
+    adapters added when they are what trains. Student, teacher and blend end point all start here."""
+    model, tok, _ = load_model(init_dir)
+    model, tok = extend_charset(model, tok, added, cfg.new_row_bias)
+    if cfg.trainable == "adapter":
+        model = add_adapters(model, cfg.adapter, cfg.train.seed)
+    return model, tok
+
+
 def bn_frozen_train(model: CRNN) -> None:
     """Training mode, except BatchNorm layers keep using (and not updating) their running statistics."""
     model.train()
@@ -217,13 +227,10 @@ def finetune(init_dir: str, train_pool: Pool, val_pool: Pool, cfg: FinetuneConfi
     """
     t0 = time.time()
     seed_everything(cfg.train.seed)
-    model, tok, _ = load_model(init_dir)
-    added = chars_missing(tok, train_pool.labels + val_pool.labels)
-    model, tok = extend_charset(model, tok, added, cfg.new_row_bias)
     if cfg.trainable not in TRAINABLE:
         raise ValueError(f"FinetuneConfig.trainable: one of {sorted(TRAINABLE)}, not {cfg.trainable!r}")
-    if cfg.trainable == "adapter":
-        model = add_adapters(model, cfg.adapter, cfg.train.seed)
+    added = chars_missing(CTCTokenizer(read_config(init_dir)["charset"]), train_pool.labels + val_pool.labels)
+    model, tok = _warm_start(init_dir, added, cfg)
     meta = {**(meta or {}), "init": init_dir, "added_chars": added, "finetune": asdict(cfg)}
     best_dir, ckpt_dir = os.path.join(out_dir, "best"), os.path.join(out_dir, "ckpt")
     model.to(pick_device(cfg.train.device))
@@ -235,10 +242,7 @@ def finetune(init_dir: str, train_pool: Pool, val_pool: Pool, cfg: FinetuneConfi
     blending = anchor is not None and len(anchor) > 0 and bool(cfg.interpolate)
     champion = None                    # the warm start, kept unchanged: teacher and blend end point
     if cfg.distill > 0 or blending:
-        champion, champion_tok, _ = load_model(init_dir)
-        champion = extend_charset(champion, champion_tok, added, cfg.new_row_bias)[0]
-        if cfg.trainable == "adapter":
-            champion = add_adapters(champion, cfg.adapter, cfg.train.seed)
+        champion = _warm_start(init_dir, added, cfg)[0]
     teacher = Distill(champion, cfg.distill) if cfg.distill > 0 else None
     if TRAINABLE[cfg.trainable]:     # the rest (e.g. the sequence model: what follows what in a code) stays the champion's
         for name, p in model.named_parameters():

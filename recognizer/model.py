@@ -86,9 +86,8 @@ class CRNN(nn.Module):
         self.rnn = nn.LSTM(c3, cfg.hidden, num_layers=1, bidirectional=True)
         self.fc = nn.Linear(2 * cfg.hidden, cfg.num_classes)
         self.orient = nn.Linear(c3, 1)
-        if cfg.adapter > 0:
-            outs = {0: c0, 1: c1, 4: c2, 7: c3}
-            self.adapters = nn.ModuleList(Adapter(outs[i], cfg.adapter) for i in ADAPTER_AT)
+        if cfg.adapter > 0:             # each sits after a conv block, with that block's output channels
+            self.adapters = nn.ModuleList(Adapter(self.cnn[i][0].out_channels, cfg.adapter) for i in ADAPTER_AT)
 
     def features(self, x: torch.Tensor, adapters: bool = True) -> torch.Tensor:
         """``adapters=False``: the base path, as if the model had none."""

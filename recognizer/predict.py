@@ -91,10 +91,9 @@ class Predictor:
             so = ort.SessionOptions()
             so.intra_op_num_threads = torch.get_num_threads()
             so.inter_op_num_threads = 1
-            sessions = []
+            sessions, x = [], torch.zeros(1, 1, self.height, 64)
             for module in self._modules:
                 buf = io.BytesIO()
-                x = torch.zeros(1, 1, self.height, 64)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     torch.onnx.export(module, (x,), buf, input_names=["x"], output_names=["logp", "orient"],
@@ -146,11 +145,7 @@ class Predictor:
         """The adapted reading replaces an unsure base reading (measured rule: a confidently wrong adapted
         reading is what forgetting looks like here, so it must be surer, and a junk reading that happens
         to fit a brand layout does not win on the layout alone)."""
-        if self.formats and adapted.confidence >= base.confidence - self.adapted_layout_floor:
-            a, b = looks_like_a_code(adapted.text), looks_like_a_code(base.text)
-            if a != b:
-                return a
-        return adapted.confidence > base.confidence + self.adapted_margin
+        return self._better(adapted.text, adapted.confidence, base, self.adapted_margin, self.adapted_layout_floor)
 
     def _predict(self, grays: list[np.ndarray], path: int = 0) -> list[Prediction]:
         """Grey crops -> predictions on ``path`` (0: first, 1: adapted; turns, 180-degree check, deskew)."""
@@ -202,13 +197,15 @@ class Predictor:
             if text and self._better(text, conf, preds[i]):
                 preds[i] = Prediction(text, conf, rotation)
 
-    def _better(self, text: str, conf: float, than: Prediction) -> bool:
-        """A retry's reading replaces ``than``: a brand layout beats none, else confidence decides."""
-        if self.formats:
+    def _better(self, text: str, conf: float, than: Prediction, margin: float | None = None,
+                layout_floor: float = float("inf")) -> bool:
+        """Another reading replaces ``than``: a brand layout beats none (when it is at most ``layout_floor``
+        less confident), else it must be more confident by ``margin`` (default ``deskew_margin``)."""
+        if self.formats and conf >= than.confidence - layout_floor:
             a, b = looks_like_a_code(text), looks_like_a_code(than.text)
             if a != b:
                 return a
-        return conf > than.confidence + self.deskew_margin
+        return conf > than.confidence + (self.deskew_margin if margin is None else margin)
 
     def predict_files(self, paths: list[str], chunk: int = 256) -> list[Prediction]:
         """Unreadable files get an empty prediction, confidence 0 and an error message.
