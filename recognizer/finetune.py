@@ -48,7 +48,9 @@ class FinetuneConfig:
     max_batch_pixels: int = 64 * 32 * 512   # padded pixels per batch (wide crops -> smaller batches)
     new_row_bias: float = -8.0     # bias of appended output rows (keeps old readings unchanged)
     freeze_bn: bool = True         # keep the champion's BatchNorm statistics (less forgetting)
-    distill: float = 1.0           # weight of the champion-distillation term (recognizer.train.Distill); 0: off
+    distill: float = 0.0           # weight of the champion-distillation term (recognizer.train.Distill); 0: off.
+                                   # Off by default: with adapters the base path already keeps the champion's
+                                   # readings, and distillation held the adapters back (loop/README.md)
     interpolate: tuple[float, ...] = (1.0, 0.5)   # blends tried with an anchor pool (and 0)
     anchor_tolerance: float = 0.005  # allowed anchor exact-match drop vs the champion (the gate's regression tolerance)
     trainable: str = "adapter"     # "adapter": only adapters (added when the champion has none) and new charset

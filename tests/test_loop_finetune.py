@@ -112,7 +112,7 @@ def test_tiny_finetune_learns_a_shifted_domain(tmp_path, base_model_dir):
     m, tok, _ = load_model(base_model_dir)
     before = evaluate_pool(m, tok, test)["exact_match"]
     cfg = _cfg(train={"steps": 40, "batch_size": 16, "lr": 2e-3, "warmup": 5, "eval_every": 20, "ckpt_every": 20})
-    res = finetune(base_model_dir, train, val, cfg, str(tmp_path / "ft"), **QUIET)     # distillation on, no blend
+    res = finetune(base_model_dir, train, val, cfg, str(tmp_path / "ft"), **QUIET)     # no blend
     m2, tok2, _ = load_model(res.model_dir)
     after = evaluate_pool(m2, tok2, test)["exact_match"]
     assert before < 0.4 and after >= before + 0.1, (before, after)
