@@ -113,7 +113,7 @@ def main() -> None:
 def table(r: dict) -> str:
     """The README's table: exact match, CER and time per engine and view, then failures by kind."""
     names = list(r["as_stored"])
-    lines = [f"| engine | exact match (as stored) | CER | ms/crop | exact match (EXIF applied) |", "|---|---|---|---|---|"]
+    lines = ["| engine | exact match (as stored) | CER | ms/crop | exact match (EXIF applied) |", "|---|---|---|---|---|"]
     for k in names:
         a, e = r["as_stored"][k], r["exif_applied"][k]
         lines.append(f"| {k} | **{a['exact_match']:.3f}** | {a['cer']:.3f} | {a['ms_per_crop']} | {e['exact_match']:.3f} |")

@@ -10,7 +10,8 @@ confident; otherwise the head decides, and where the head is unsure the 180-degr
 must be ``flip_margin`` more confident. (Both bounds from real photos: a clean upright reading
 lost to a slightly surer upside-down one, or to a much less sure reading that happened to fit
 a layout. Measured with the shipped model: independent renders (``benchmarks.othergen``)
-0.858 -> 0.870, the project's own held-out renders 0.930 -> 0.923, real-dev unchanged.) Boxy crops read with little confidence (a diagonal line in an axis-aligned
+0.858 -> 0.870, the project's own held-out renders 0.930 -> 0.923, real-dev unchanged.)
+Boxy crops read with little confidence (a diagonal line in an axis-aligned
 box) are also read straightened at a few angles, both ways up (``recognizer.deskew``).
 
 Models with adapters (``recognizer.model``, added by a fine-tune for a new kind of print)

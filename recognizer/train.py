@@ -196,7 +196,8 @@ def fit(model: CRNN, tok: CTCTokenizer, train_pool: Pool, cfg: TrainConfig, out_
             if step % 100 == 0:
                 rate = seen / (time.time() - t0)
                 kd = f" kd {parts['kd']:.3f} on {parts['kd_share']:.0%}" if "kd" in parts else ""
-                log(f"step {step} ctc {ema:.3f} orient {parts['orient']:.3f}{kd} lr {lr_at(step, cfg, clock()):.2e} {rate:.0f} img/s")
+                lr = lr_at(step, cfg, clock())
+                log(f"step {step} ctc {ema:.3f} orient {parts['orient']:.3f}{kd} lr {lr:.2e} {rate:.0f} img/s")
             if evaluate is not None and (step % cfg.eval_every == 0 or step == last):
                 model.eval()
                 res = evaluate(model)
