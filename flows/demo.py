@@ -43,6 +43,7 @@ class DemoConfig:
     min_synthetic: int = 300
     suite_per_family: int = 60   # the default regression suite (660 crops), the default gate
     seed: int = 2026
+    threads: int = 2             # torch threads of the fine-tune: fixed, so every demo trains the same weights
 
 
 def free_port() -> int:
@@ -132,7 +133,7 @@ def _retrain(bucket: str, cfg: DemoConfig):
     return retrain(bucket=bucket, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, eval_every=cfg.eval_every,
                    mix_new=cfg.mix_new, mix_replay=cfg.mix_replay, mix_synthetic=cfg.mix_synthetic,
                    min_synthetic=cfg.min_synthetic, seed=cfg.seed, workers=2, embed_evidently=True,
-                   overrides={"regression": {"per_family": cfg.suite_per_family},
+                   overrides={"regression": {"per_family": cfg.suite_per_family}, "train": {"threads": cfg.threads},
                               "ingest": {"min_age_s": 0}}, progress=True)
 
 

@@ -27,6 +27,7 @@ from loop.mix import Mix, MixConfig, build_mix
 from loop.registry import CHALLENGER, CHAMPION, Registry, bootstrap, setup_mlflow
 from loop.regression import RegressionConfig, load_suite
 from recognizer.finetune import FinetuneConfig, FinetuneResult, finetune
+from recognizer.train import DEFAULT_THREADS
 
 Log = Callable[[str], None]
 
@@ -388,6 +389,7 @@ def _log_mix(mix: Mix, split: DataSplit, champion: Champion, cfg: CycleConfig) -
     mlflow.log_params(_flat("", {"dataset_version": split.dataset_version, "champion_version": champion.version,
                                  "mix": mix.info["config"], "mix_counts": mix.info["counts"],
                                  "train": asdict(cfg.finetune.train), "patience": cfg.finetune.patience,
+                                 "torch_threads": cfg.finetune.train.threads or DEFAULT_THREADS,
                                  "gate": asdict(cfg.gate), "since": cfg.since}))
     mlflow.log_dict(mix.info, "mix.json")
 

@@ -34,7 +34,7 @@ from recognizer.evaluate import evaluate_pool
 from recognizer.model import CRNN, ModelConfig
 from recognizer.synthdata import Pool
 from recognizer.tokenizer import CTCTokenizer
-from recognizer.train import Distill, TrainConfig, fit, pick_device, seed_everything
+from recognizer.train import Distill, TrainConfig, fit, pick_device, seed_everything, torch_threads
 
 
 @dataclass
@@ -225,8 +225,16 @@ def finetune(init_dir: str, train_pool: Pool, val_pool: Pool, cfg: FinetuneConfi
     Characters in the training labels that the champion lacks are appended to its charset.
     A second call with the same ``out_dir`` resumes from the last checkpoint. With ``anchor``
     (a ``Pool``, or full-size crops with ``images`` and ``labels``) the result is the chosen
-    blend of champion and best (module docstring).
+    blend of champion and best (module docstring). Deterministic for the same inputs and
+    ``cfg`` on one machine: seeded, and run with ``cfg.train.threads`` torch threads.
     """
+    with torch_threads(cfg.train.threads):
+        return _finetune(init_dir, train_pool, val_pool, cfg, out_dir, meta, on_eval, log, anchor)
+
+
+def _finetune(init_dir: str, train_pool: Pool, val_pool: Pool, cfg: FinetuneConfig, out_dir: str,
+              meta: dict | None, on_eval: Callable[[dict], None] | None, log: Callable[[str], None],
+              anchor) -> FinetuneResult:
     t0 = time.time()
     seed_everything(cfg.train.seed)
     if cfg.trainable not in TRAINABLE:
