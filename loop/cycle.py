@@ -26,6 +26,7 @@ from loop.gate import EvalData, GateConfig, GateDecision, SetScore, decide, forc
 from loop.mix import Mix, MixConfig, build_mix
 from loop.registry import CHALLENGER, CHAMPION, Registry, bootstrap, setup_mlflow
 from loop.regression import RegressionConfig, load_suite
+from recognizer.engine import weights_sha256  # noqa: F401  (one definition; tasks.retrain uses cycle.weights_sha256)
 from recognizer.finetune import FinetuneConfig, FinetuneResult, finetune
 from recognizer.train import DEFAULT_THREADS
 
@@ -167,15 +168,6 @@ def evaluate_stage(model_dirs: dict[str, str], sets: list[EvalData]) -> dict[str
 def gate_stage(scores: dict[str, dict[str, SetScore]], cfg: GateConfig, forced_by: str | None = None) -> GateDecision:
     decision = decide(scores["champion"], scores["challenger"], cfg)
     return force(decision, forced_by) if forced_by else decision
-
-
-def weights_sha256(model_dir: str) -> str:
-    """sha256 of the artifact's weights file: what makes a registered version the same model."""
-    h = hashlib.sha256()
-    with open(os.path.join(model_dir, "model.safetensors"), "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def register_stage(registry: Registry, model_dir: str, decision: GateDecision, dataset_version: str | None,
