@@ -43,7 +43,9 @@ def all_fonts() -> tuple[str, ...]:
     for pattern in _DEBIAN_GLOBS:
         files.extend(glob.glob(pattern))
     keep = [f for f in files if not any(x in os.path.basename(f) for x in _EXCLUDE)]
-    return tuple(sorted(set(keep)))
+    # ordered by file name, not path: the same seed picks the same font wherever the venv lives
+    # (a checkout under /check sorts TRDG's fonts before /usr/share, one under /work after them)
+    return tuple(sorted(set(keep), key=lambda f: (os.path.basename(f), f)))
 
 
 def is_held_out(path: str) -> bool:

@@ -99,6 +99,14 @@ def _palette(rng: np.random.Generator, cfg: RenderConfig, tags: list[str]) -> tu
     return np.clip(bg, 0, 255), np.clip(ink, 0, 255)
 
 
+MIN_VISIBLE = 6.0      # grey-level std; twice ingest's blank threshold, so JPEG upload cannot make it blank
+
+
+def visible(image: np.ndarray) -> bool:
+    """Whether a rendered crop shows text at all (a faint palette on thin dots can leave none)."""
+    return float(np.asarray(image, np.float32).mean(axis=2).std()) >= MIN_VISIBLE
+
+
 def _alpha(layer_rgba) -> np.ndarray:
     return np.asarray(layer_rgba, dtype=np.uint8)[:, :, 3].astype(np.float32) / 255.0
 
@@ -124,14 +132,15 @@ class Renderer:
 
     def render(self, rng: np.random.Generator, label: str | None = None,
                brand: str | None = None) -> Crop:
-        """One crop; retries with another font when TRDG yields nothing."""
+        """One crop; draws again (another font, palette, effects) when TRDG yields nothing or the
+        effects left no visible text (grey-level spread under ``MIN_VISIBLE``: ingest would call it blank)."""
         pyrng = random.Random(int(rng.integers(2**63)))
         if label is None:
             label, brand = self.sampler.sample(pyrng)
         for _ in range(8):
             font = self.fonts[int(rng.integers(len(self.fonts)))]
             crop = self._render_once(rng, pyrng, label, brand or "custom", font)
-            if crop is not None:
+            if crop is not None and visible(crop.image):
                 return crop
         raise RuntimeError(f"could not render {label!r} with any font")
 

@@ -68,6 +68,34 @@ def test_every_font_package_the_setup_installs_is_found():
     assert {h for h in HELD_OUT if not any(n.startswith(h) for n in held)} == set()
 
 
+def test_font_order_does_not_depend_on_where_the_venv_lives(monkeypatch):
+    """A seed picks a font by index: the same fonts must come in the same order from a checkout under /check
+    (TRDG's fonts sort before /usr/share by path) and one under /work (after), or renders differ per machine."""
+    import synth.fonts as fonts
+
+    def listing(prefix):
+        monkeypatch.setattr(fonts, "_trdg_fonts", lambda: [f"{prefix}/.venv/trdg/fonts/latin/Roboto-Regular.ttf"])
+        fonts.all_fonts.cache_clear()
+        return [os.path.basename(f) for f in fonts.all_fonts()]
+
+    try:
+        assert listing("/check/work/main") == listing("/work/main")
+    finally:
+        fonts.all_fonts.cache_clear()
+
+
+def test_faint_renders_are_drawn_again_until_text_is_visible():
+    """Low contrast on thin dot-matrix print could leave a crop with no visible text (grey std ~2), which ingest
+    quarantines as blank: a simulated correction lost, a training label on an empty crop."""
+    from flows.simulate import DOT_MATRIX_DOMAIN
+    from synth.render import MIN_VISIBLE, RenderConfig
+
+    cfg = RenderConfig(**{**DOT_MATRIX_DOMAIN, "p_low_contrast": 1.0, "p_inverted": 0.0, "p_colored": 0.0})
+    r, rng = Renderer(cfg, seed=0), np.random.default_rng(0)
+    spreads = [r.render(rng).image.astype(np.float32).mean(axis=2).std() for _ in range(120)]
+    assert min(spreads) >= MIN_VISIBLE
+
+
 def test_render_is_deterministic_and_well_formed():
     r1, r2 = Renderer(seed=3), Renderer(seed=3)
     a = [r1.render(np.random.default_rng(42)) for _ in range(1)][0]
