@@ -23,7 +23,7 @@ from flows.settings import base_model_dir, setup_environment
 from flows.simulate import DOT_MATRIX_DOMAIN
 from ingest.corrections import write_correction
 from ingest.pipeline import IngestConfig
-from ingest.storage import open_storage
+from bucket.storage import open_storage
 from loop.cycle import CycleConfig, read_with, run_cycle
 from loop.gate import EvalData, score_sets
 from loop.mix import MixConfig

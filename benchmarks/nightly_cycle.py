@@ -44,7 +44,7 @@ def instrument(spent: dict[str, float]) -> None:
 def seed(bucket: str, n: int, shifted_share: float) -> dict:
     """``n`` simulated corrections (dot-matrix domain + ordinary crops) read by the base model."""
     from flows.simulate import DOT_MATRIX_DOMAIN, seed_corrections
-    from ingest.storage import open_storage
+    from bucket.storage import open_storage
     from synth.render import RenderConfig
 
     storage = open_storage(bucket)

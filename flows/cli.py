@@ -78,7 +78,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     setup_environment()                     # before Prefect is imported: PREFECT_HOME under TAGLOOP_HOME
     from flows.ingest_flow import ingest
     from ingest.pipeline import ValidationFailed
-    from ingest.storage import StorageError
+    from bucket.storage import StorageError
 
     try:
         summary = ingest(bucket=args.bucket, model=args.model, max_failed_share=args.max_failed_share,
@@ -97,7 +97,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_batch_predict(args: argparse.Namespace) -> int:
     setup_environment()                     # before Prefect is imported: PREFECT_HOME under TAGLOOP_HOME
     from flows.batch_predict import batch_predict
-    from ingest.storage import StorageError
+    from bucket.storage import StorageError
 
     try:
         s = batch_predict(bucket=args.bucket, date=args.date, model=args.model, batch_size=args.batch_size,
@@ -119,7 +119,7 @@ def cmd_batch_predict(args: argparse.Namespace) -> int:
 def cmd_monitor(args: argparse.Namespace) -> int:
     setup_environment()
     from flows.monitor import monitor
-    from ingest.storage import StorageError
+    from bucket.storage import StorageError
 
     try:
         s = monitor(bucket=args.bucket, since=args.since, trigger_retrain=not args.no_trigger)
@@ -144,8 +144,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     setup_environment()
     from flows.retrain import retrain
     from ingest.pipeline import ValidationFailed
-    from ingest.storage import StorageError
-    from loop.lock import LockHeld
+    from bucket.storage import StorageError
+    from bucket.lock import LockHeld
 
     try:
         summary = retrain(bucket=args.bucket, since=args.since, force=args.force, forced_by=args.forced_by,

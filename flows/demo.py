@@ -110,7 +110,7 @@ def run_demo(settings: Settings, cfg: DemoConfig | None = None) -> int:
     try:
         from google.cloud import storage as gcs
 
-        from ingest.storage import open_storage
+        from bucket.storage import open_storage
 
         gcs.Client(project="tagloop-demo").create_bucket(BUCKET)
         storage = open_storage(f"gs://{BUCKET}")

@@ -6,7 +6,7 @@ both models -> gate -> register (+ promote) -> reports.
 
 The sequence is ``loop.cycle.run_cycle``; this flow runs it with every stage wrapped as a
 Prefect task (``tasks.retrain.TASK_STAGES``), so the flow and the plain function are one
-code path. Around it: the bucket lock (``loop.lock``: two retrains never overlap, whoever
+code path. Around it: the bucket lock (``bucket.lock``: two retrains never overlap, whoever
 started them; the deployment's ``concurrency_limit: 1`` queues scheduled runs too), a lock
 heartbeat and a progress line per stage.
 
@@ -28,10 +28,10 @@ from prefect import flow, get_run_logger
 from flows.batch_predict import bucket_url
 from flows.settings import base_model_dir, prune_results, setup_environment
 from ingest.pipeline import IngestConfig
-from ingest.storage import open_storage
+from bucket.storage import open_storage
 from loop.cycle import STAGE_ORDER, CycleConfig, CycleSummary, run_cycle
 from loop.gate import GateConfig
-from loop.lock import DEFAULT_TTL_S, BucketLock, bucket_lock
+from bucket.lock import DEFAULT_TTL_S, BucketLock, bucket_lock
 from loop.mix import MixConfig
 from loop.regression import RegressionConfig
 from recognizer.finetune import FinetuneConfig
@@ -112,7 +112,7 @@ def retrain(bucket: str | None = None, since: str | None = None, force: bool = F
 
     ``since``: only corrections created on/after YYYY-MM-DD count as new. ``force`` + ``forced_by``:
     promote whatever the gate says (audited). ``break_lock`` + ``forced_by``: take over another
-    run's live bucket lock (audited, ``loop.lock``). ``keep_results_days``: persisted task results
+    run's live bucket lock (audited, ``bucket.lock``). ``keep_results_days``: persisted task results
     (mix, scores; only a re-run after a crash needs them) older than this are deleted first. ``steps``: length of the fine-tune LR schedule
     (validation every ``eval_every`` steps, early stopping after ``patience`` checks without gain).
     ``mix_*``: shares of new corrections / replayed earlier crops / fresh synthetic crops.

@@ -19,7 +19,7 @@ import re
 
 import pandas as pd
 
-from ingest.storage import Storage
+from bucket.storage import Storage
 from monitoring.features import hamming
 
 NEAR_DUP_BITS = 6

@@ -23,8 +23,8 @@ import pandas as pd
 
 from ingest import dataset, review
 from ingest.corrections import CORRECTIONS, LEGACY, Item, group_objects
-from ingest.state import IngestState, load_state, save_state, start_run
-from ingest.storage import Storage, is_unsafe_name
+from ingest.state import IngestState, start_run
+from bucket.storage import Storage, is_unsafe_name
 from ingest.table import Loaded, add_uniqueness, load_items, plain
 from ingest.validate import MAX_LABEL, MIN_LABEL, ValidationOutcome, label_regex, results_json, run_suite
 
@@ -147,7 +147,7 @@ def run_ingest(storage: Storage, cfg: IngestConfig | None = None, reader: review
     """One incremental ingest over ``storage``; see the module docstring for the write order."""
     cfg = cfg or IngestConfig()
     storage.check()
-    state = load_state(storage)
+    state = IngestState.load(storage)
     run_id = start_run(storage, state)
     items, n_deferred, listing = pending_items(storage, state, cfg)
     manifest = dataset.read_manifest(storage, state.dataset_version)
@@ -213,7 +213,7 @@ def _commit(storage: Storage, state: IngestState, batch: Batch, summary: IngestS
         state.processed[row["sample_id"]] = {"outcome": outcome, "run": batch.run_id}
     state.dataset_version, state.last_run_id = summary.dataset_version, batch.run_id
     state.history.append(json.loads(summary.to_json()))
-    save_state(storage, state)
+    state.save(storage)
 
 
 def _quarantine_all(storage: Storage, batch: Batch) -> None:

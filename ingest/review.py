@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ingest.storage import ObjectNotFound, Storage
+from bucket.storage import ObjectNotFound, Storage
 from recognizer.formats import matches_known_format
 from recognizer.metrics import exact_match
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ingest.corrections import Item, apply_sidecar
-from ingest.storage import ObjectInfo, Storage
+from bucket.storage import ObjectInfo, Storage
 from monitoring.features import crop_features
 from recognizer.tokenizer import normalize_label
 

@@ -21,7 +21,7 @@ import pandas as pd
 from ingest import dataset
 from ingest.pipeline import IngestConfig, IngestSummary, run_ingest
 from ingest.review import champion_reader
-from ingest.storage import Storage
+from bucket.storage import Storage
 from loop.gate import EvalData, GateConfig, GateDecision, SetScore, decide, force, image_condition, length_band, score_sets
 from loop.mix import Mix, MixConfig, build_mix
 from loop.registry import CHALLENGER, CHAMPION, Registry, bootstrap, setup_mlflow

@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from ingest.storage import ObjectNotFound, Storage
+from bucket.storage import ObjectNotFound, Storage
 
 PREDICTIONS = "predictions/"
 QUEUE = "labeling/queue/"

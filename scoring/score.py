@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ingest.storage import ObjectNotFound, Storage
+from bucket.storage import ObjectNotFound, Storage
 from recognizer.predict import Predictor
 from recognizer.preprocess import CropError, decode_image
 from scoring.incoming import IncomingCrop

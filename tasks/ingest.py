@@ -5,7 +5,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from ingest.pipeline import IngestConfig, IngestSummary, run_ingest
-from ingest.storage import open_storage
+from bucket.storage import open_storage
 from tasks.retry import API_RETRIES, IO_RETRIES
 
 

@@ -69,7 +69,7 @@ def gcs_emulator():
 @pytest.fixture(params=["local", "gcs"])
 def bucket(request, tmp_path):
     """A fresh, empty Storage: a temp directory, or a new bucket on the emulator (fast retries)."""
-    from ingest.storage import RetryPolicy, open_storage
+    from bucket.storage import RetryPolicy, open_storage
 
     retry = RetryPolicy(attempts=4, base_delay_s=0.01, max_delay_s=0.05)
     if request.param == "local":

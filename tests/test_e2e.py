@@ -37,7 +37,7 @@ SHORT = dict(NIGHT, steps=40, eval_every=20)       # no promotion needed: the or
 def _new_bucket(project: str = "tagloop-e2e"):
     from google.cloud import storage as gcs
 
-    from ingest.storage import open_storage
+    from bucket.storage import open_storage
 
     name = f"e2e-{uuid.uuid4().hex[:10]}"
     gcs.Client(project=project).create_bucket(name)
@@ -128,19 +128,19 @@ def restartable_emulator(tmp_path, monkeypatch):
 
 def test_bucket_outage_mid_run_fails_cleanly_then_resumes(prefect_api, tagloop_home, restartable_emulator,
                                                           monkeypatch):
-    import ingest.storage
+    from bucket.storage import RetryPolicy, open_storage
     from flows.retrain import retrain
     from ingest import dataset, pipeline
-    from ingest.state import load_state
-    from loop.lock import LockHeld
+    from ingest.state import IngestState
+    from bucket.lock import LockHeld
     from loop.registry import Registry
     from synth.render import RenderConfig
     from tasks import retrain as retrain_tasks
 
     start, stop = restartable_emulator
     # the outage must fail fast here: short client backoff, no waiting between task retries
-    fast = ingest.storage.RetryPolicy(attempts=2, base_delay_s=0.01, max_delay_s=0.02)
-    real_open = ingest.storage.open_storage
+    fast = RetryPolicy(attempts=2, base_delay_s=0.01, max_delay_s=0.02)
+    real_open = open_storage
     monkeypatch.setattr("flows.retrain.open_storage", lambda url, retry=None: real_open(url, retry or fast))
     monkeypatch.setattr(retrain_tasks.ingest, "retry_delay_seconds", [0, 0, 0])
     storage = _new_bucket()
@@ -162,14 +162,14 @@ def test_bucket_outage_mid_run_fails_cleanly_then_resumes(prefect_api, tagloop_h
     monkeypatch.setattr(pipeline.dataset, "write_version", real_write_version)
     start()
     assert Registry().aliases() == {"champion": "1", "challenger": None, "previous-champion": None}
-    assert load_state(storage).dataset_version is None          # no dataset version became current
+    assert IngestState.load(storage).dataset_version is None          # no dataset version became current
     stale = json.loads(storage.read("state/retrain/lock.json"))
     with pytest.raises(LockHeld, match="another retrain holds"):  # the dead run could not release its lock
         retrain(bucket=storage.url, **SHORT)
     time.sleep(max(0.0, stale["expires_at"] - time.time()) + 0.5)  # ... until it expires
 
     s = retrain(bucket=storage.url, **SHORT)
-    state = load_state(storage)
+    state = IngestState.load(storage)
     items = {k for k in state.processed}
     assert len(items) == seeded.n_good + seeded.n_bad == s.ingest["n_new"]
     assert s.ingest["n_accepted"] + s.ingest["n_review"] + s.ingest["n_quarantined"] == s.ingest["n_new"]

@@ -24,7 +24,7 @@ def dask_address():
 
 def test_batch_predict_on_dask_equals_in_process(prefect_api, dask_address, tmp_path):
     from flows.batch_predict import batch_predict
-    from ingest.storage import open_storage
+    from bucket.storage import open_storage
     from synth.dataset import iter_crops
 
     local = tmp_path / "local"

@@ -44,7 +44,7 @@ def shifted():
 def reference_bucket(tmp_path_factory) -> str:
     """A local bucket holding one dataset version of 120 ingested corrections (5% corrected)."""
     from ingest.pipeline import IngestConfig, run_ingest
-    from ingest.storage import open_storage
+    from bucket.storage import open_storage
 
     root = tmp_path_factory.mktemp("ref") / "bucket"
     root.mkdir()
@@ -57,7 +57,7 @@ def reference_bucket(tmp_path_factory) -> str:
 
 def copy_to(reference_bucket: str, target) -> None:
     """Every object of the reference bucket into ``target`` (a Storage)."""
-    from ingest.storage import open_storage
+    from bucket.storage import open_storage
 
     src = open_storage(reference_bucket)
     for o in src.list(""):
@@ -76,7 +76,7 @@ def test_shifted_batch_raises_the_alert(prefect_api, reference_bucket, shifted, 
 
     from google.cloud import storage as gcs
 
-    from ingest.storage import open_storage
+    from bucket.storage import open_storage
 
     name = f"mon-{uuid.uuid4().hex[:12]}"
     gcs.Client(project="tagloop-test").create_bucket(name)
@@ -96,7 +96,7 @@ def test_shifted_batch_raises_the_alert(prefect_api, reference_bucket, shifted, 
 
 
 def test_unshifted_batch_raises_nothing(prefect_api, reference_bucket, tmp_path):
-    from ingest.storage import open_storage
+    from bucket.storage import open_storage
 
     root = tmp_path / "bucket"
     shutil.copytree(reference_bucket, root)
@@ -124,7 +124,7 @@ def test_alert_under_a_deployment_starts_the_retrain_deployment(prefect_api, ref
     from prefect.client.orchestration import get_client
 
     import flows.monitor
-    from ingest.storage import open_storage
+    from bucket.storage import open_storage
 
     @flow(name="retrain")
     def retrain_stand_in(bucket: str | None = None) -> None:

@@ -7,9 +7,9 @@ from dataclasses import fields
 
 import pytest
 
-from ingest.storage import UnsafeObjectName, open_storage
+from bucket.storage import UnsafeObjectName, open_storage
 from loop.cycle import PLAIN, STAGE_ORDER, Stages
-from loop.lock import LOCK_KEY, BucketLock, LockHeld, bucket_lock
+from bucket.lock import LOCK_KEY, BucketLock, LockHeld, bucket_lock
 
 
 def test_flow_tasks_wrap_the_same_stage_functions_in_the_same_order():

@@ -90,7 +90,7 @@ def test_cli_ingest_json_accounts_for_every_object(tmp_path, synth_crops, capsys
     monkeypatch.setenv("TAGLOOP_HOME", str(tmp_path / "home"))
     root = tmp_path / "bucket"
     root.mkdir()
-    from ingest.storage import open_storage
+    from bucket.storage import open_storage
 
     store = open_storage(str(root))
     for i, c in enumerate(synth_crops[:3]):
@@ -113,7 +113,7 @@ def test_cli_ingest_json_accounts_for_every_object(tmp_path, synth_crops, capsys
 
 def test_writer_follows_the_corrections_contract(tmp_path, synth_crops):
     from ingest.corrections import group_objects
-    from ingest.storage import open_storage
+    from bucket.storage import open_storage
 
     store = open_storage(str(tmp_path))
     cid = add(store, "0b6f", png_bytes(synth_crops[0].image), "DD1391-100", predicted="DD1391-1O0",
@@ -129,7 +129,7 @@ def test_writer_follows_the_corrections_contract(tmp_path, synth_crops):
 
 def test_cli_ingest_over_threshold_exits_3_and_says_why(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("TAGLOOP_HOME", str(tmp_path / "home"))
-    from ingest.storage import open_storage
+    from bucket.storage import open_storage
 
     store = open_storage(str(tmp_path / "b"))
     (tmp_path / "b").mkdir()

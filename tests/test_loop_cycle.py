@@ -41,7 +41,7 @@ def poisoned_crops():
 @pytest.mark.slow
 def test_poisoned_batch_is_refused_then_forced_then_rolled_back(tagloop_home, tmp_path, poisoned_crops):
     from flows.cli import main
-    from ingest.storage import open_storage
+    from bucket.storage import open_storage
 
     storage = open_storage(f"file://{tmp_path / 'bucket'}")
     (tmp_path / "bucket").mkdir()

@@ -168,7 +168,7 @@ def test_table_from_crops_measures_images():
 
 
 def test_report_prefix_refuses_path_tricks(tmp_path):
-    from ingest.storage import open_storage
+    from bucket.storage import open_storage
 
     for bad in ("../x", "a/b", "", ".hidden"):
         with pytest.raises(ValueError):
