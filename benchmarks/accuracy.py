@@ -13,7 +13,7 @@ from benchmarks.peers import RapidOCRPeer, TesseractPeer
 from flows.settings import resolve_model
 from recognizer.metrics import TextMatch
 from recognizer.predict import Predictor
-from recognizer.preprocess import load_image
+from crops.image import load_image
 
 SLICES = ("condition", "brand", "length", "tilt", "rotation")
 

@@ -15,7 +15,7 @@ from benchmarks.common import save, test_set
 from benchmarks.peers import RapidOCRPeer, TesseractPeer
 from flows.settings import resolve_model
 from recognizer.predict import Predictor
-from recognizer.preprocess import load_image
+from crops.image import load_image
 
 
 def per_crop(fn, images: list[np.ndarray], warmup: int = 20) -> dict:

@@ -20,7 +20,7 @@ import re
 import pandas as pd
 
 from bucket.storage import Storage
-from monitoring.features import hamming
+from crops.features import hamming
 
 NEAR_DUP_BITS = 6
 MANIFEST_COLUMNS = [

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from bucket.storage import ObjectNotFound, Storage
-from recognizer.formats import matches_known_format
+from crops.codes import matches_known_format
 from recognizer.metrics import exact_match
 
 CONFIDENT = 0.95

@@ -22,7 +22,8 @@ from ingest import dataset
 from ingest.pipeline import IngestConfig, IngestSummary, run_ingest
 from ingest.review import champion_reader
 from bucket.storage import Storage
-from loop.gate import EvalData, GateConfig, GateDecision, SetScore, decide, force, image_condition, length_band, score_sets
+from crops.slices import real_slices
+from loop.gate import EvalData, GateConfig, GateDecision, SetScore, decide, force, score_sets
 from loop.mix import Mix, MixConfig, build_mix
 from loop.registry import CHALLENGER, CHAMPION, Registry, bootstrap, setup_mlflow
 from loop.regression import RegressionConfig, load_suite
@@ -127,14 +128,9 @@ def finetune_stage(champion: Champion, mix: Mix, cfg: FinetuneConfig, work_dir: 
 
 
 def _real_set(name: str, rows: pd.DataFrame, read: Callable[[str], bytes]) -> EvalData:
-    from monitoring.table import format_family
-
     labels = [str(x) for x in rows["label"]]
-    conds = [image_condition(*r) for r in rows[["brightness", "contrast", "blur", "height"]]
-             .astype(float).itertuples(index=False)]
     return EvalData(name, list(rows["sample_id"]), labels, [read(o) for o in rows["source_object"]],
-                    {"brand": [format_family(x) for x in labels], "condition": conds,
-                     "length": [length_band(x) for x in labels]})
+                    real_slices(labels, rows))
 
 
 def eval_sets_stage(storage: Storage, split: DataSplit, home: str, reg_cfg: RegressionConfig) -> tuple[list[EvalData], dict]:
@@ -148,7 +144,7 @@ def eval_sets_stage(storage: Storage, split: DataSplit, home: str, reg_cfg: Regr
 def read_with(model_dir: str) -> Callable[[list[bytes]], list[tuple[str, float]]]:
     """Encoded crops -> [(text, confidence)] with the serving predictor of ``model_dir``."""
     from recognizer.predict import Predictor
-    from recognizer.preprocess import decode_image
+    from crops.image import decode_image
 
     predictor = Predictor(model_dir)
 
@@ -220,7 +216,7 @@ def report_stage(storage: Storage, run_id: str, split: DataSplit, sets: list[Eva
     from monitoring.report import build_reports, publish_reports
     from monitoring.table import table_from_manifest
 
-    from recognizer.preprocess import decode_image
+    from crops.image import decode_image
 
     evs = [EvalSet(s.name, s.labels, {r: scores[r][s.name].predictions for r in scores},
                    {r: scores[r][s.name].confidences for r in scores}, s.slices, sample_ids=s.ids,

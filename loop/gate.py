@@ -15,8 +15,6 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
-import numpy as np
-
 from recognizer.metrics import TextMatch, exact_match
 
 REGRESSION = "regression"
@@ -213,28 +211,3 @@ def force(decision: GateDecision, by: str) -> GateDecision:
     if not by.strip():
         raise ValueError("--force needs the name of the person deciding (--forced-by)")
     return GateDecision(True, f"forced by {by}; the gate said: {decision.reason}", decision.checks, by)
-
-
-def length_band(label: str) -> str:
-    n = len(label)
-    return "5-7" if n <= 7 else "8-10" if n <= 10 else "11-14" if n <= 14 else "15+"
-
-
-def image_condition(brightness: float, contrast: float, blur: float, height: float) -> str:
-    """Coarse condition of a real crop from its stored features (real crops carry no render tags).
-
-    Thresholds (grey levels 0-255, Laplacian variance, pixels) mirror the synthetic conditions:
-    dark label -> inverted, low grey std -> low_contrast, small -> low_res, soft -> blurred.
-    """
-    vals = np.array([brightness, contrast, blur, height], dtype=float)
-    if np.isnan(vals).any():
-        return "unknown"
-    if brightness < 90:
-        return "inverted"
-    if contrast < 30:
-        return "low_contrast"
-    if height < 20:
-        return "low_res"
-    if blur < 60:
-        return "blurred"
-    return "clean"

@@ -20,13 +20,15 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from loop.gate import image_condition
+from crops.codes import format_family
+from crops.image import CropError, decode_image, to_gray
+from crops.slices import conditions
 from recognizer.metrics import exact_match
-from recognizer.preprocess import CropError, decode_image, resize_height, to_gray
+from recognizer.preprocess import resize_height
 from recognizer.synthdata import Pool
 from recognizer.tokenizer import DEFAULT_CHARSET
 
-# coarse condition (loop.gate.image_condition) -> RenderConfig probability it raises
+# coarse condition (crops.slices.image_condition) -> RenderConfig probability it raises
 CONDITION_KNOBS = {"inverted": "p_inverted", "low_contrast": "p_low_contrast", "low_res": "p_low_res",
                    "blurred": "p_blur"}
 
@@ -73,7 +75,6 @@ def _rate_table(keys: list[str], wrong: list[bool]) -> dict[str, dict]:
 
 def plan_targets(new_rows: pd.DataFrame, boost: float = 3.0) -> TargetPlan:
     """Error rates of the champion on ``new_rows`` -> family weights, condition knobs, characters."""
-    from monitoring.table import format_family
     from synth.grammar import DEFAULT_MIX
     from synth.render import RenderConfig
 
@@ -81,8 +82,7 @@ def plan_targets(new_rows: pd.DataFrame, boost: float = 3.0) -> TargetPlan:
     labels = [str(x) for x in rows["label"]] if len(rows) else []
     wrong = [not exact_match(str(p), lab) for p, lab in zip(rows.get("champion_prediction", []), labels)]
     fams = _rate_table([format_family(lab) for lab in labels], wrong)
-    conds = _rate_table([image_condition(*r) for r in rows[["brightness", "contrast", "blur", "height"]]
-                         .astype(float).itertuples(index=False)] if len(rows) else [], wrong)
+    conds = _rate_table(conditions(rows), wrong)
     chars = _rate_table([c for lab in labels for c in set(lab)],
                         [w for lab, w in zip(labels, wrong) for _ in set(lab)])
     mix = {f: w * (1 + boost * fams.get(f, {}).get("error_rate", 0.0)) for f, w in DEFAULT_MIX.items()}

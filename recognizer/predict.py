@@ -31,7 +31,7 @@ import torch
 from recognizer.checkpoint import load_model
 from recognizer.decode import greedy_decode
 from recognizer.deskew import ANGLES, straighten
-from recognizer.formats import looks_like_a_code
+from crops.codes import looks_like_a_code
 from recognizer.model import BasePath
 from recognizer.preprocess import CropError, batch_tensor, load_image, resize_height, to_gray, width_batches
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from bucket.storage import ObjectNotFound, Storage
 from recognizer.predict import Predictor
-from recognizer.preprocess import CropError, decode_image
+from crops.image import CropError, decode_image
 from scoring.incoming import IncomingCrop
 
 MAX_OBJECT_BYTES = 50_000_000          # larger objects are reported, not downloaded

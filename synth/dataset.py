@@ -11,19 +11,10 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from crops.slices import length_band, tilt_band
 from synth.render import Crop, Renderer, RenderConfig
 
 COLUMNS = ["filename", "label", "brand", "condition", "tags", "length", "tilt", "rotation", "font"]
-
-
-def length_band(label: str) -> str:
-    n = len(label)
-    return "5-7" if n <= 7 else "8-10" if n <= 10 else "11-14" if n <= 14 else "15+"
-
-
-def tilt_band(angle: float) -> str:
-    a = abs(angle)
-    return "0-5" if a < 5 else "5-15" if a < 15 else "15-30"
 
 
 def iter_crops(n: int, seed: int, cfg: RenderConfig | None = None) -> Iterator[Crop]:

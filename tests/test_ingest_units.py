@@ -12,7 +12,7 @@ from ingest import dataset
 from ingest.corrections import parse_legacy_timestamp
 from ingest.review import matches_known_format, suspicion
 from ingest_helpers import add, png_bytes
-from monitoring.features import crop_features, hamming
+from crops.features import crop_features, hamming
 from synth.grammar import CodeSampler
 
 
@@ -140,8 +140,8 @@ def test_cli_ingest_over_threshold_exits_3_and_says_why(tmp_path, capsys, monkey
 
 
 def test_a_truncated_jpeg_is_corrupt_not_empty():
-    from monitoring.features import decode_status
-    from recognizer.preprocess import CropError
+    from crops.features import decode_status
+    from crops.image import CropError
 
     assert decode_status(CropError("not a readable image: image file is truncated (10 bytes not processed)")) == "corrupt_image"
     assert decode_status(CropError("empty file (0 bytes)")) == "empty_image"

@@ -9,7 +9,7 @@ from PIL import Image
 from flows.cli import main
 from recognizer.metrics import exact_match
 from recognizer.predict import Predictor
-from recognizer.preprocess import CropError, decode_image
+from crops.image import CropError, decode_image
 
 
 @pytest.fixture(scope="module")
@@ -164,8 +164,8 @@ def test_adapters_change_only_readings_the_base_path_is_unsure_of(crops_dir, bas
 
     from recognizer.checkpoint import load_model, save_model
     from recognizer.finetune import add_adapters
-    from recognizer.formats import looks_like_a_code
-    from recognizer.preprocess import load_image, to_gray
+    from crops.codes import looks_like_a_code
+    from crops.image import load_image, to_gray
 
     model, tok, _ = load_model(base_model_dir)
     adapted = add_adapters(model, 8).eval()
