@@ -25,7 +25,7 @@ from ingest.corrections import write_correction
 from ingest.pipeline import IngestConfig
 from bucket.storage import open_storage
 from loop.cycle import CycleConfig, read_with, run_cycle
-from loop.gate import EvalData, score_sets
+from loop.gate import EvalData, GateConfig, score_sets
 from loop.mix import MixConfig
 from loop.registry import Registry
 from loop.regression import RegressionConfig
@@ -78,10 +78,11 @@ def one_point(n: int, pool: tuple[list[bytes], list[str]], test: EvalData, args,
     cfg = CycleConfig(mix=MixConfig(new=new, replay=replay, synthetic=synthetic, min_synthetic=args.min_synthetic,
                                     workers=args.workers, seed=args.seed, anchor=args.anchor),
                       finetune=FinetuneConfig(distill=args.distill, trainable=args.trainable, adapter=args.adapter,
-                                              anchor_tolerance=args.anchor_tolerance, train=TrainConfig(
+                                              train=TrainConfig(
                           steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=30,
                           eval_every=args.eval_every, ckpt_every=args.eval_every, seed=args.seed, workers=0)),
                       regression=RegressionConfig(per_family=args.suite_per_family),
+                      gate=GateConfig(regression_tolerance=args.regression_tolerance),
                       ingest=IngestConfig(min_age_s=0), embed_evidently=False)
     t = time.time()
     s = run_cycle(open_storage(bucket), home, base_model_dir(), cfg, log=lambda m: print(f"  [{n}] {m}", flush=True))
@@ -123,8 +124,8 @@ def main() -> None:
                     help="bottleneck channels of the adapters a fine-tune adds (--trainable adapter)")
     ap.add_argument("--anchor", type=int, default=MixConfig().anchor,
                     help="anchor renders for choosing the champion/fine-tune blend (0: no blending)")
-    ap.add_argument("--anchor-tolerance", type=float, default=FinetuneConfig().anchor_tolerance,
-                    help="anchor exact-match drop a kept blend may show")
+    ap.add_argument("--regression-tolerance", type=float, default=GateConfig().regression_tolerance,
+                    help="exact-match drop allowed on the regression suite (gate) and on the anchor (kept blend)")
     ap.add_argument("--workers", type=int, default=2, help="rendering processes")
     ap.add_argument("--seed", type=int, default=0, help="mix and training seed")
     ap.add_argument("--name", default="learning_curve", help="results file name (benchmarks/results/NAME.json)")

@@ -27,6 +27,7 @@ from loop.gate import EvalData, GateConfig, GateDecision, SetScore, decide, forc
 from loop.mix import Mix, MixConfig, build_mix
 from loop.registry import CHALLENGER, CHAMPION, Registry, bootstrap, setup_mlflow
 from loop.regression import RegressionConfig, load_suite
+from recognizer.checkpoint import weights_sha256
 from recognizer.finetune import FinetuneConfig, FinetuneResult, finetune
 
 Log = Callable[[str], None]
@@ -121,10 +122,13 @@ def mix_stage(storage: Storage, split: DataSplit, cfg: MixConfig) -> Mix:
     return build_mix(split.new, split.earlier, storage.read, cfg)
 
 
-def finetune_stage(champion: Champion, mix: Mix, cfg: FinetuneConfig, work_dir: str,
+def finetune_stage(champion: Champion, mix: Mix, cfg: FinetuneConfig, tolerance: float, work_dir: str,
                    on_eval: Callable[[dict], None] | None = None, log: Log = print) -> FinetuneResult:
+    """Fine-tune the champion on the mix; the blend may lose at most ``tolerance`` on the anchor
+    (the gate's ``regression_tolerance``: one allowance for regression, stated once)."""
     return finetune(champion.model_dir, mix.train, mix.val, cfg, work_dir,
-                    meta={"champion_version": champion.version}, on_eval=on_eval, log=log, anchor=mix.anchor)
+                    meta={"champion_version": champion.version}, on_eval=on_eval, log=log, anchor=mix.anchor,
+                    anchor_tolerance=tolerance)
 
 
 def _real_set(name: str, rows: pd.DataFrame, read: Callable[[str], bytes]) -> EvalData:
@@ -162,15 +166,6 @@ def evaluate_stage(model_dirs: dict[str, str], sets: list[EvalData]) -> dict[str
 def gate_stage(scores: dict[str, dict[str, SetScore]], cfg: GateConfig, forced_by: str | None = None) -> GateDecision:
     decision = decide(scores["champion"], scores["challenger"], cfg)
     return force(decision, forced_by) if forced_by else decision
-
-
-def weights_sha256(model_dir: str) -> str:
-    """sha256 of the artifact's weights file: what makes a registered version the same model."""
-    h = hashlib.sha256()
-    with open(os.path.join(model_dir, "model.safetensors"), "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def register_stage(registry: Registry, model_dir: str, decision: GateDecision, dataset_version: str | None,
@@ -242,7 +237,8 @@ class _Clock:
 
 def work_dir(home: str, split: DataSplit, champion: Champion, cfg: CycleConfig) -> str:
     """Fine-tune directory keyed by dataset version, champion and recipe (a rerun resumes there)."""
-    key = json.dumps([split.dataset_version, champion.version, asdict(cfg.mix), asdict(cfg.finetune), cfg.since],
+    key = json.dumps([split.dataset_version, champion.version, asdict(cfg.mix), asdict(cfg.finetune),
+                      cfg.gate.regression_tolerance, cfg.since],
                      sort_keys=True, default=str)
     return os.path.join(home, "work", "finetune-" + hashlib.sha256(key.encode()).hexdigest()[:16])
 
@@ -344,7 +340,8 @@ def run_cycle(storage: Storage, home: str, base_dir: str, cfg: CycleConfig | Non
         _log_mix(mix, split, champion, cfg)
         clock.lap("mix")
         on_stage("finetune")
-        ft = s.finetune(champion, mix, cfg.finetune, work_dir(home, split, champion, cfg), _log_eval, log)
+        ft = s.finetune(champion, mix, cfg.finetune, cfg.gate.regression_tolerance,
+                        work_dir(home, split, champion, cfg), _log_eval, log)
         mlflow.log_metrics({"best_step": ft.best_step, "train_img_per_s": ft.img_per_s, "blend_alpha": ft.alpha})
         if ft.blends:
             mlflow.log_dict({"blends": ft.blends, "alpha": ft.alpha}, "blends.json")

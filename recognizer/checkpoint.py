@@ -1,6 +1,7 @@
 """Self-contained model artifacts: ``model.safetensors`` + ``config.json``. No pickles."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from typing import Any
@@ -26,6 +27,15 @@ def save_model(model: CRNN, tokenizer: CTCTokenizer, path: str, meta: dict[str, 
         json.dump(cfg, f, indent=2)
     os.replace(tmp, os.path.join(path, CONFIG))
     return path
+
+
+def weights_sha256(path: str) -> str:
+    """sha256 (hex) of an artifact's weights file: what makes two artifacts the same model."""
+    h = hashlib.sha256()
+    with open(os.path.join(path, WEIGHTS), "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def read_config(path: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from loop import cycle
+from recognizer.checkpoint import weights_sha256
 from tasks.retry import API_RETRIES, IO_RETRIES
 
 
@@ -36,7 +37,7 @@ def mix_key(context: Any, p: dict[str, Any]) -> str:
 
 def evaluate_key(context: Any, p: dict[str, Any]) -> str:
     """Cache key of the scores: each role's weights + each set's fingerprint."""
-    models = {role: cycle.weights_sha256(d) for role, d in p["model_dirs"].items()}
+    models = {role: weights_sha256(d) for role, d in p["model_dirs"].items()}
     return "evaluate-" + _digest(models, [s.fingerprint() for s in p["sets"]])
 
 

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 # on the real sets (held-out, overall), not on the suite. The blend choice (recognizer.finetune) gets
 # the same wide tolerance on its 110-crop anchor.
 GATE = {"gate": {"min_slice_n": 1000}, "regression": {"per_family": 6, "min_per_condition": 1},
-        "ingest": {"min_age_s": 0}, "mix": {"min_val": 30, "anchor": 110}, "finetune": {"anchor_tolerance": 0.15}}
+        "ingest": {"min_age_s": 0}, "mix": {"min_val": 30, "anchor": 110}}
 NIGHT = dict(batch_size=32, lr=7e-4, eval_every=50, patience=3, mix_new=0.5, mix_replay=0.1, mix_synthetic=0.4,
              min_synthetic=300, workers=1, embed_evidently=False, regression_tolerance=0.15, overrides=GATE)
 SMALL = dict(NIGHT, steps=150)
