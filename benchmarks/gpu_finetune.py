@@ -4,7 +4,7 @@
 """
 import json, os, sys, time
 import torch
-from recognizer.synthdata import render_pool
+from synth.pools import render_pool
 from recognizer.finetune import FinetuneConfig, finetune
 from recognizer.train import TrainConfig
 from recognizer.checkpoint import load_model

@@ -19,12 +19,14 @@ import shutil
 import time
 
 from benchmarks.common import save
-from flows.settings import base_model_dir, setup_environment
+from flows.settings import setup_environment
+from recognizer.checkpoint import base_model_dir
 from flows.simulate import DOT_MATRIX_DOMAIN
 from ingest.corrections import write_correction
 from ingest.pipeline import IngestConfig
 from bucket.storage import open_storage
-from loop.cycle import CycleConfig, read_with, run_cycle
+from loop.config import CycleConfig
+from loop.cycle import read_with, run_cycle
 from loop.gate import EvalData, GateConfig, score_sets
 from loop.mix import MixConfig
 from loop.registry import Registry

@@ -12,7 +12,7 @@ import torch
 
 from benchmarks.common import save
 from recognizer.model import CRNN, ModelConfig
-from recognizer.synthdata import render_pool
+from synth.pools import render_pool
 from recognizer.tokenizer import CTCTokenizer
 from recognizer.train import TrainConfig, fit
 

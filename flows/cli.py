@@ -7,8 +7,10 @@ import json
 import os
 import sys
 import time
+from dataclasses import fields, replace
+from typing import Any, Callable
 
-from flows.settings import resolve_model, setup_environment
+from flows.settings import Settings, setup_environment
 
 
 def _err(msg: str) -> None:
@@ -16,12 +18,13 @@ def _err(msg: str) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from loop.registry import resolve_model
     from recognizer.predict import Predictor, expand_inputs
 
     files, notes = expand_inputs(args.images)
     for n in notes:
         _err(n)
-    predictor = Predictor(resolve_model(args.model), backend=args.backend)
+    predictor = Predictor(resolve_model(args.model, Settings.from_env().home), backend=args.backend)
     preds = predictor.predict_files(files)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w", newline="") as f:
@@ -37,9 +40,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from loop.registry import resolve_model
     from recognizer.evaluate_files import evaluate_labelled, format_summary
 
-    summary = evaluate_labelled(args.images, args.labels, resolve_model(args.model), backend=args.backend)
+    model_dir = resolve_model(args.model, Settings.from_env().home)
+    summary = evaluate_labelled(args.images, args.labels, model_dir, backend=args.backend)
     print(format_summary(summary))
     if args.json:
         print(json.dumps(summary))
@@ -60,14 +65,14 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from recognizer.pretrain import PretrainConfig, pretrain
-    from recognizer.train import TrainConfig
+    from synth.pools import pretrain_pools
 
     settings = setup_environment()
-    cfg = PretrainConfig(samples=args.samples, seed=args.seed, workers=args.workers, init=args.init,
-                         train=TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                                           warmup=args.warmup, seed=args.train_seed, device=args.device,
-                                           stop_at=args.stop_at))
-    res = pretrain(cfg, args.out, settings.path("cache", "pools"))
+    base = PretrainConfig()
+    cfg = replace(base, samples=args.samples, seed=args.seed, workers=args.workers, init=args.init,
+                  train=replace(base.train, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                                warmup=args.warmup, seed=args.train_seed, device=args.device, stop_at=args.stop_at))
+    res = pretrain(cfg, args.out, *pretrain_pools(cfg, settings.path("cache", "pools")))
     print(json.dumps({"out": args.out, "steps": res["step"], "wall_s": round(res["wall_s"], 1),
                       "img_per_s": round(res["img_per_s"], 1),
                       "last_eval": res["history"][-1] if res["history"] else None}))
@@ -142,19 +147,16 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         _err("--break-lock needs --forced-by NAME (recorded with the broken lock in the bucket)")
         return 2
     setup_environment()
+    from bucket.lock import LockHeld
+    from bucket.storage import StorageError
     from flows.retrain import retrain
     from ingest.pipeline import ValidationFailed
-    from bucket.storage import StorageError
-    from bucket.lock import LockHeld
+    from loop.config import RECIPE, cycle_config
 
+    config = cycle_config(**{name: getattr(args, name) for name in RECIPE})
     try:
         summary = retrain(bucket=args.bucket, since=args.since, force=args.force, forced_by=args.forced_by,
-                          steps=args.steps, batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every,
-                          patience=args.patience, mix_new=args.mix_new, mix_replay=args.mix_replay,
-                          mix_synthetic=args.mix_synthetic, targeted=args.targeted, min_synthetic=args.min_synthetic,
-                          margin=args.margin, slice_tolerance=args.slice_tolerance,
-                          regression_tolerance=args.regression_tolerance, seed=args.seed, workers=args.workers,
-                          device=args.device, break_lock=args.break_lock, progress=not args.json)
+                          config=config, break_lock=args.break_lock, progress=not args.json)
     except (StorageError, ValidationFailed) as e:
         _err(str(e))
         return 3
@@ -169,11 +171,10 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from loop.registry import Registry, setup_mlflow
-    from flows.settings import registry_configured
+    from loop.registry import Registry, registry_configured, setup_mlflow
 
     settings = setup_environment()
-    if not registry_configured(settings):
+    if not registry_configured(settings.home):
         _err(f"no model registry under {settings.home} (and MLFLOW_TRACKING_URI is not set): nothing to roll back")
         return 2
     setup_mlflow(settings.home)
@@ -192,129 +193,160 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(setup_environment(), DemoConfig(n_shifted=args.n, steps=args.steps))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _opt(p: argparse.ArgumentParser, name: str, default: Any, help: str, **kw: Any) -> None:
+    """``--name`` (dashes for underscores), typed after its default; a False default is a flag."""
+    flag = "--" + name.replace("_", "-")
+    if default is False:
+        p.add_argument(flag, action="store_true", help=help, **kw)
+    else:
+        p.add_argument(flag, type=kw.pop("type", type(default) if default is not None else str), default=default,
+                       help=help, **kw)
+
+
+def _fields(p: argparse.ArgumentParser, obj: Any, names: list[str], rename: dict[str, str] | None = None) -> None:
+    """One option per dataclass field of ``obj``: default from ``obj``, help from the field's metadata."""
+    by_name = {f.name: f for f in fields(obj)}
+    for n in names:
+        f, default = by_name[n], getattr(obj, n)
+        typ = int if default is None and "int" in str(f.type) else None     # e.g. ``stop_at: int | None``
+        _opt(p, (rename or {}).get(n, n), default, f.metadata["help"], **({"type": typ} if typ else {}))
+
+
+BUCKET_HELP = "gs://BUCKET, file:///path or a directory (default: TAGLOOP_BUCKET)"
+JSON_HELP = "print one JSON summary object on the last line"
+MODEL_HELP = "champion (default), models:/product-code-recognizer@ALIAS or /VERSION, or a model directory"
+
+
+def opts_demo(p: argparse.ArgumentParser) -> None:
+    from flows.demo import DemoConfig
+
+    _fields(p, DemoConfig(), ["n_shifted", "steps"], {"n_shifted": "n"})
+
+
+def opts_ingest(p: argparse.ArgumentParser) -> None:
+    from ingest.pipeline import IngestConfig
+
+    p.add_argument("--bucket", default=None, help=BUCKET_HELP)
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.add_argument("--model", default="champion",
+                   help="model that screens labels for review: champion (default), a model directory, or none")
+    _fields(p, IngestConfig(), ["max_failed_share", "heldout_share", "min_age_s"])
+
+
+def opts_batch_predict(p: argparse.ArgumentParser) -> None:
+    from scoring.outputs import QueueConfig
+
+    p.add_argument("--bucket", default=None, help=BUCKET_HELP)
+    p.add_argument("--date", default=None, help="only incoming/YYYY-MM-DD/ (default: every day with new crops)")
+    p.add_argument("--model", default="champion", help=MODEL_HELP)
+    _opt(p, "batch_size", 256, "crops per scoring task")
+    _fields(p, QueueConfig(), ["threshold", "max_count"], {"threshold": "queue_threshold", "max_count": "queue_max"})
+    p.add_argument("--dask-address", default=None,
+                   help="score chunks on this Dask scheduler (tcp://host:8786); default: in this process")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+
+
+def opts_monitor(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bucket", default=None, help=BUCKET_HELP)
+    p.add_argument("--since", default=None,
+                   help="compare corrections dated on/after YYYY-MM-DD (default: those not in a dataset version yet)")
+    p.add_argument("--no-trigger", action="store_true", help="never start the retrain deployment")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+
+
+def opts_retrain(p: argparse.ArgumentParser) -> None:
+    from loop.config import RECIPE, recipe_default, recipe_help
+
+    p.add_argument("--bucket", default=None, help=BUCKET_HELP)
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.add_argument("--since", default=None, help="only corrections created on/after this date (YYYY-MM-DD) count as new")
+    p.add_argument("--force", action="store_true", help="promote the challenger whatever the gate says (audited)")
+    p.add_argument("--forced-by", default=None,
+                   help="name of the person forcing the promotion or breaking the lock (required with both)")
+    p.add_argument("--break-lock", action="store_true",
+                   help="take over another run's live bucket lock (a killed run; recorded under "
+                        "state/retrain/broken-locks/); the broken run stops at its next stage")
+    for name in RECIPE:                     # the recipe: defaults and help from the config dataclasses
+        _opt(p, name, recipe_default(name), recipe_help(name))
+
+
+def opts_rollback(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON object on the last line")
+    p.add_argument("--by", default=None, help="who rolls back (recorded on the demoted version; default $USER)")
+
+
+def opts_predict(p: argparse.ArgumentParser) -> None:
+    p.add_argument("images", nargs="+", help="image files or directories of images")
+    p.add_argument("--out", required=True, help="output CSV path")
+    p.add_argument("--model", default="champion", help=MODEL_HELP)
+    p.add_argument("--backend", default="auto", choices=["auto", "onnx", "torch"],
+                   help="inference engine (auto: ONNX Runtime when available)")
+
+
+def opts_evaluate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--images", required=True, help="directory holding the crops")
+    p.add_argument("--labels", required=True, help="CSV with filename,label and optional slice columns")
+    p.add_argument("--model", default="champion", help=MODEL_HELP)
+    p.add_argument("--backend", default="auto", choices=["auto", "onnx", "torch"], help="inference engine")
+    p.add_argument("--json", action="store_true", help="print one JSON object on the last line")
+
+
+def opts_synth(p: argparse.ArgumentParser) -> None:
+    from synth.render import RenderConfig
+
+    render = RenderConfig()
+    p.add_argument("--out", required=True, help="output directory")
+    _opt(p, "n", 1000, "number of crops")
+    _opt(p, "seed", 0, "random seed (same seed, same crops)")
+    _opt(p, "workers", 2, "rendering processes")
+    _opt(p, "fonts", render.fonts, "font pool", choices=["train", "heldout", "all"])
+    _opt(p, "p_rot90", 0.07, "share of crops turned 90/270 degrees")       # a dataset turns some crops;
+    _opt(p, "p_rot180", 0.03, "share of crops turned upside down")      # RenderConfig turns none
+
+
+def opts_pretrain(p: argparse.ArgumentParser) -> None:
+    from recognizer.pretrain import PretrainConfig
+
+    cfg = PretrainConfig()
+    p.add_argument("--out", required=True, help="output model directory (resumes if it holds a run)")
+    _fields(p, cfg, ["samples", "seed", "workers", "init"])
+    _fields(p, cfg.train, ["steps", "batch_size", "lr", "warmup", "stop_at", "device"])
+    _fields(p, cfg.train, ["seed"], {"seed": "train_seed"})
+
+
+# command -> (help, options, run)
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
+    "demo": ("one full cycle on embedded defaults", opts_demo, cmd_demo),
+    "ingest": ("pull + validate new corrections -> dataset version", opts_ingest, cmd_ingest),
+    "batch-predict": ("score new crops under incoming/ with the champion (Prefect flow)", opts_batch_predict,
+                      cmd_batch_predict),
+    "monitor": ("drift + correction-rate report on new corrections (Prefect flow)", opts_monitor, cmd_monitor),
+    "retrain": ("one full cycle now: ingest, mix, fine-tune, gate, registry, reports", opts_retrain, cmd_retrain),
+    "rollback": ("champion <- previous-champion", opts_rollback, cmd_rollback),
+    "predict": ("read crops and write filename,prediction,confidence", opts_predict, cmd_predict),
+    "evaluate": ("exact match overall and per slice on labelled crops", opts_evaluate, cmd_evaluate),
+    "synth": ("render synthetic crops to DIR/images + DIR/labels.csv", opts_synth, cmd_synth),
+    "pretrain": ("train a base model from synthetic data only", opts_pretrain, cmd_pretrain),
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The ``tagloop`` parser; ``only``: add options for that command alone (what ``main`` runs imports
+    just its own configuration, so no command pays for another's imports)."""
     p = argparse.ArgumentParser(prog="tagloop", description="Continual-learning loop for a product-code OCR.")
     sub = p.add_subparsers(dest="command", required=True)
-
-    d = sub.add_parser("demo", help="one full cycle on embedded defaults")
-    d.add_argument("--n", type=int, default=240, help="simulated corrections from the new (dot-matrix) domain")
-    d.add_argument("--steps", type=int, default=150, help="fine-tune steps (the LR schedule; early stopping may end sooner)")
-    d.set_defaults(func=cmd_demo)
-
-    ig = sub.add_parser("ingest", help="pull + validate new corrections -> dataset version")
-    ig.add_argument("--bucket", default=None, help="gs://BUCKET, file:///path or a directory (default: TAGLOOP_BUCKET)")
-    ig.add_argument("--json", action="store_true", help="print one JSON summary object on the last line")
-    ig.add_argument("--model", default="champion",
-                    help="model that screens labels for review: champion (default), a model directory, or none")
-    ig.add_argument("--max-failed-share", type=float, default=0.5,
-                    help="fail the run (commit nothing) when more than this share of new crops fails validation")
-    ig.add_argument("--heldout-share", type=float, default=0.2, help="share of new product codes held out")
-    ig.add_argument("--min-age-s", type=float, default=600.0,
-                    help="seconds an image without sidecar (or the reverse) waits before it is quarantined")
-    ig.set_defaults(func=cmd_ingest)
-
-    bp = sub.add_parser("batch-predict", help="score new crops under incoming/ with the champion (Prefect flow)")
-    bp.add_argument("--bucket", default=None, help="gs://BUCKET, file:///path or a directory (default: TAGLOOP_BUCKET)")
-    bp.add_argument("--date", default=None, help="only incoming/YYYY-MM-DD/ (default: every day with new crops)")
-    bp.add_argument("--model", default="champion", help="champion (default), a registry REF or a model directory")
-    bp.add_argument("--batch-size", type=int, default=256, help="crops per scoring task")
-    bp.add_argument("--queue-threshold", type=float, default=0.9,
-                    help="crops read with less confidence are queued for labeling")
-    bp.add_argument("--queue-max", type=int, default=200, help="at most this many crops queued per day")
-    bp.add_argument("--dask-address", default=None,
-                    help="score chunks on this Dask scheduler (tcp://host:8786); default: in this process")
-    bp.add_argument("--json", action="store_true", help="print one JSON summary object on the last line")
-    bp.set_defaults(func=cmd_batch_predict)
-
-    mo = sub.add_parser("monitor", help="drift + correction-rate report on new corrections (Prefect flow)")
-    mo.add_argument("--bucket", default=None, help="gs://BUCKET, file:///path or a directory (default: TAGLOOP_BUCKET)")
-    mo.add_argument("--since", default=None,
-                    help="compare corrections dated on/after YYYY-MM-DD (default: those not in a dataset version yet)")
-    mo.add_argument("--no-trigger", action="store_true", help="never start the retrain deployment")
-    mo.add_argument("--json", action="store_true", help="print one JSON summary object on the last line")
-    mo.set_defaults(func=cmd_monitor)
-
-
-    rt = sub.add_parser("retrain", help="one full cycle now: ingest, mix, fine-tune, gate, registry, reports")
-    rt.add_argument("--bucket", default=None, help="gs://BUCKET, file:///path or a directory (default: TAGLOOP_BUCKET)")
-    rt.add_argument("--json", action="store_true", help="print one JSON summary object on the last line")
-    rt.add_argument("--since", default=None, help="only corrections created on/after this date (YYYY-MM-DD) count as new")
-    rt.add_argument("--force", action="store_true", help="promote the challenger whatever the gate says (audited)")
-    rt.add_argument("--forced-by", default=None,
-                    help="name of the person forcing the promotion or breaking the lock (required with both)")
-    rt.add_argument("--break-lock", action="store_true",
-                    help="take over another run's live bucket lock (a killed run; recorded under "
-                         "state/retrain/broken-locks/); the broken run stops at its next stage")
-    rt.add_argument("--steps", type=int, default=250, help="fine-tune LR schedule length in optimizer steps")
-    rt.add_argument("--batch-size", type=int, default=64, help="crops per step")
-    rt.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of the fine-tune (adapters)")
-    rt.add_argument("--eval-every", type=int, default=100, help="steps between validation checks (an 'epoch')")
-    rt.add_argument("--patience", type=int, default=3, help="validation checks without improvement before stopping")
-    rt.add_argument("--mix-new", type=float, default=0.5, help="share of new corrections in the training mix")
-    rt.add_argument("--mix-replay", type=float, default=0.25, help="share of replayed earlier real crops")
-    rt.add_argument("--mix-synthetic", type=float, default=0.25, help="share of freshly rendered synthetic crops")
-    rt.add_argument("--targeted", type=float, default=0.7, help="share of synthetic crops aimed at the champion's errors")
-    rt.add_argument("--min-synthetic", type=int, default=2000,
-                    help="at least this many unique synthetic crops (real rows repeat to keep the shares)")
-    rt.add_argument("--margin", type=float, default=0.005, help="exact-match margin the challenger must win by")
-    rt.add_argument("--slice-tolerance", type=float, default=0.03, help="largest exact-match drop allowed on a slice")
-    rt.add_argument("--regression-tolerance", type=float, default=0.005,
-                    help="largest exact-match drop allowed on the synthetic regression suite")
-    rt.add_argument("--seed", type=int, default=0, help="seed for the mix, rendering and training")
-    rt.add_argument("--workers", type=int, default=2, help="rendering processes")
-    rt.add_argument("--device", default="auto", help="auto (CUDA with bf16 when present), cpu or cuda")
-    rt.set_defaults(func=cmd_retrain)
-
-    rb = sub.add_parser("rollback", help="champion <- previous-champion")
-    rb.add_argument("--json", action="store_true", help="print one JSON object on the last line")
-    rb.add_argument("--by", default=None, help="who rolls back (recorded on the demoted version; default $USER)")
-    rb.set_defaults(func=cmd_rollback)
-
-    pr = sub.add_parser("predict", help="read crops and write filename,prediction,confidence")
-    pr.add_argument("images", nargs="+", help="image files or directories of images")
-    pr.add_argument("--out", required=True, help="output CSV path")
-    pr.add_argument("--model", default="champion", help="champion (default), models:/product-code-recognizer@ALIAS or /VERSION, or a model directory")
-    pr.add_argument("--backend", default="auto", choices=["auto", "onnx", "torch"],
-                    help="inference engine (auto: ONNX Runtime when available)")
-    pr.set_defaults(func=cmd_predict)
-
-    ev = sub.add_parser("evaluate", help="exact match overall and per slice on labelled crops")
-    ev.add_argument("--images", required=True, help="directory holding the crops")
-    ev.add_argument("--labels", required=True, help="CSV with filename,label and optional slice columns")
-    ev.add_argument("--model", default="champion", help="champion (default), models:/product-code-recognizer@ALIAS or /VERSION, or a model directory")
-    ev.add_argument("--backend", default="auto", choices=["auto", "onnx", "torch"], help="inference engine")
-    ev.add_argument("--json", action="store_true", help="print one JSON object on the last line")
-    ev.set_defaults(func=cmd_evaluate)
-
-    sy = sub.add_parser("synth", help="render synthetic crops to DIR/images + DIR/labels.csv")
-    sy.add_argument("--out", required=True, help="output directory")
-    sy.add_argument("--n", type=int, default=1000, help="number of crops")
-    sy.add_argument("--seed", type=int, default=0, help="random seed (same seed, same crops)")
-    sy.add_argument("--workers", type=int, default=2, help="rendering processes")
-    sy.add_argument("--fonts", default="train", choices=["train", "heldout", "all"], help="font pool")
-    sy.add_argument("--p-rot90", type=float, default=0.07, help="share of crops turned 90/270 degrees")
-    sy.add_argument("--p-rot180", type=float, default=0.03, help="share of crops turned upside down")
-    sy.set_defaults(func=cmd_synth)
-
-    pt = sub.add_parser("pretrain", help="train a base model from synthetic data only")
-    pt.add_argument("--out", required=True, help="output model directory (resumes if it holds a run)")
-    pt.add_argument("--samples", type=int, default=100_000, help="synthetic training crops")
-    pt.add_argument("--steps", type=int, default=12_000, help="optimizer steps")
-    pt.add_argument("--batch-size", type=int, default=64, help="crops per step")
-    pt.add_argument("--lr", type=float, default=1.5e-3, help="peak learning rate")
-    pt.add_argument("--seed", type=int, default=1, help="data seed (shard k rendered with seed+k)")
-    pt.add_argument("--train-seed", type=int, default=0, help="seed for init, shuffling and augmentation")
-    pt.add_argument("--workers", type=int, default=2, help="rendering processes")
-    pt.add_argument("--warmup", type=int, default=300, help="linear warm-up steps")
-    pt.add_argument("--stop-at", type=int, default=None, help="stop at this step, keeping the --steps schedule")
-    pt.add_argument("--init", default=None, help="warm start from this model directory (second phase)")
-    pt.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    pt.set_defaults(func=cmd_pretrain)
+    for name, (text, options, run) in COMMANDS.items():
+        sp = sub.add_parser(name, help=text)
+        if only is None or only == name:
+            options(sp)
+        sp.set_defaults(func=run)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command if command in COMMANDS else "").parse_args(argv)
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError) as e:

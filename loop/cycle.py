@@ -24,6 +24,7 @@ from ingest.review import champion_reader
 from bucket.storage import Storage
 from crops.slices import real_slices
 from loop.gate import EvalData, GateConfig, GateDecision, SetScore, decide, force, score_sets
+from loop.config import CycleConfig
 from loop.mix import Mix, MixConfig, build_mix
 from loop.registry import CHALLENGER, CHAMPION, Registry, bootstrap, setup_mlflow
 from loop.regression import RegressionConfig, load_suite
@@ -31,18 +32,6 @@ from recognizer.checkpoint import weights_sha256
 from recognizer.finetune import FinetuneConfig, FinetuneResult, finetune
 
 Log = Callable[[str], None]
-
-
-@dataclass
-class CycleConfig:
-    mix: MixConfig = field(default_factory=MixConfig)
-    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
-    gate: GateConfig = field(default_factory=GateConfig)
-    regression: RegressionConfig = field(default_factory=RegressionConfig)
-    ingest: IngestConfig = field(default_factory=IngestConfig)
-    since: str | None = None           # only corrections created on/after this date count as new
-    forced_by: str | None = None       # a person overriding the gate (--force)
-    embed_evidently: bool = True       # full Evidently report inside drift.html (~5 MB)
 
 
 @dataclass

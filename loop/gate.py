@@ -26,12 +26,15 @@ class SetMismatch(ValueError):
 
 @dataclass
 class GateConfig:
-    margin: float = 0.005               # challenger must beat the champion overall by this much (absolute)
+    margin: float = field(default=0.005, metadata={"help": "exact-match margin the challenger must win by overall"})
     set_tolerance: float = 0.02         # largest drop allowed on any one evaluation set
-    slice_tolerance: float = 0.03       # largest drop allowed on any slice of >= min_slice_n crops
+    slice_tolerance: float = field(default=0.03, metadata={
+        "help": "largest exact-match drop allowed on a slice of >= min_slice_n crops"})
     min_slice_n: int = 20               # smaller slices are reported, not checked (too noisy)
     slice_p: float | None = 0.05        # a slice drop counts only when a sign test says it is not chance
-    regression_tolerance: float = 0.005  # largest drop allowed on the frozen regression suite
+    regression_tolerance: float = field(default=0.005, metadata={
+        "help": "largest exact-match drop allowed on the synthetic regression suite (and on the fine-tune's "
+                "anchor when it chooses a blend)"})
 
 
 @dataclass

@@ -25,7 +25,7 @@ from crops.image import CropError, decode_image, to_gray
 from crops.slices import conditions
 from recognizer.metrics import exact_match
 from recognizer.preprocess import resize_height
-from recognizer.synthdata import Pool
+from recognizer.pool import Pool
 from recognizer.tokenizer import DEFAULT_CHARSET
 
 # coarse condition (crops.slices.image_condition) -> RenderConfig probability it raises
@@ -37,17 +37,18 @@ CONDITION_KNOBS = {"inverted": "p_inverted", "low_contrast": "p_low_contrast", "
 class MixConfig:
     """Shares of the training mix (normalised) and how synthetic crops are chosen."""
 
-    new: float = 0.5              # new accepted corrections (all of them are used)
-    replay: float = 0.25          # earlier real train rows, sampled without replacement
-    synthetic: float = 0.25       # freshly rendered crops
-    targeted: float = 0.7         # share of synthetic crops that follow the champion's errors
-    min_synthetic: int = 2000     # at least this many unique synthetic crops (real rows repeat to keep the shares)
+    new: float = field(default=0.5, metadata={"help": "share of new corrections in the training mix (all are used)"})
+    replay: float = field(default=0.25, metadata={"help": "share of replayed earlier real crops"})
+    synthetic: float = field(default=0.25, metadata={"help": "share of freshly rendered synthetic crops"})
+    targeted: float = field(default=0.7, metadata={"help": "share of synthetic crops aimed at the champion's errors"})
+    min_synthetic: int = field(default=2000, metadata={
+        "help": "at least this many unique synthetic crops (real rows repeat to keep the shares)"})
     max_synthetic: int = 20_000
     val_share: float = 0.15       # share of new codes kept out of training for early stopping
     min_val: int = 60             # validation crops (topped up with synthetic ones)
     anchor: int = 1500            # suite-like renders the blend is chosen on (loop.mix.render_anchor; 0: no blending)
-    seed: int = 0
-    workers: int = 1              # rendering processes
+    seed: int = field(default=0, metadata={"help": "seed of the mix and its rendering"})
+    workers: int = field(default=2, metadata={"help": "rendering processes"})
 
     def __post_init__(self) -> None:
         shares = (self.new, self.replay, self.synthetic)
@@ -167,7 +168,7 @@ def render_synthetic(n: int, seed: int, plan: TargetPlan | None, workers: int = 
             parts = p.map(_render_chunk, jobs)
     else:
         parts = [_render_chunk(j) for j in jobs]
-    return Pool._pack([g for gs, _ in parts for g in gs], [lab for _, ls in parts for lab in ls], 32)
+    return Pool.pack([g for gs, _ in parts for g in gs], [lab for _, ls in parts for lab in ls], 32)
 
 
 def pool_from_rows(rows: pd.DataFrame, read: Callable[[str], bytes]) -> Pool:
@@ -179,7 +180,7 @@ def pool_from_rows(rows: pd.DataFrame, read: Callable[[str], bytes]) -> Pool:
         except CropError as e:      # ingest validated these; a crop changed since is a hard error
             raise CropError(f"{obj}: {e}") from None
         labels.append(str(lab))
-    return Pool._pack(grays, labels, 32)
+    return Pool.pack(grays, labels, 32)
 
 
 def _is_val(code_key: str, share: float) -> bool:

@@ -16,10 +16,10 @@ import pandas as pd
 from ingest import dataset
 from ingest.corrections import CORRECTIONS, group_objects
 from ingest.state import IngestState
+from bucket.layout import check_day
 from bucket.storage import Storage
 from ingest.table import load_items
 from monitoring.table import table_from_manifest
-from scoring.incoming import check_day
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from importlib import resources
 from typing import Any
 
 import torch
@@ -13,6 +14,11 @@ from recognizer.model import CRNN, ModelConfig
 from recognizer.tokenizer import CTCTokenizer
 
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
+
+
+def base_model_dir() -> str:
+    """The base model shipped inside the ``recognizer`` package (``recognizer/base_model``)."""
+    return str(resources.files("recognizer") / "base_model")
 
 
 def save_model(model: CRNN, tokenizer: CTCTokenizer, path: str, meta: dict[str, Any] | None = None) -> str:

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from recognizer.preprocess import MAX_WIDTH, MIN_WIDTH, batch_tensor
-from recognizer.synthdata import Pool
+from recognizer.pool import Pool
 from recognizer.tokenizer import CTCTokenizer
 
 

@@ -33,7 +33,7 @@ import torch
 from recognizer.checkpoint import load_model, read_config, save_model
 from recognizer.evaluate import evaluate_pool
 from recognizer.model import CRNN, ModelConfig
-from recognizer.synthdata import Pool
+from recognizer.pool import Pool
 from recognizer.tokenizer import CTCTokenizer
 from recognizer.train import Distill, TrainConfig, fit, pick_device, seed_everything
 
@@ -43,8 +43,8 @@ class FinetuneConfig:
     """Fine-tuning recipe; ``train.steps`` is the LR schedule, early stopping may end it sooner."""
 
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=250, batch_size=64, lr=2e-3, warmup=30, eval_every=100, ckpt_every=100, workers=0))
-    patience: int = 3              # evaluations without improvement before stopping
+        steps=250, batch_size=64, lr=2e-3, warmup=25, eval_every=100, ckpt_every=100, workers=0))
+    patience: int = field(default=3, metadata={"help": "validation checks without improvement before stopping"})
     min_delta: float = 0.0         # improvement in validation exact match that counts
     max_batch_pixels: int = 64 * 32 * 512   # padded pixels per batch (wide crops -> smaller batches)
     new_row_bias: float = -8.0     # bias of appended output rows (keeps old readings unchanged)

@@ -15,12 +15,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from bucket.layout import check_day
 from bucket.state import JsonState
 from bucket.storage import Storage
 
 INCOMING = "incoming/"
 _NAME = re.compile(r"^incoming/(\d{4}-\d{2}-\d{2})/([A-Za-z0-9][A-Za-z0-9._-]*)\.(png|jpg|jpeg)$", re.IGNORECASE)
-_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 @dataclass(frozen=True)
@@ -40,13 +40,6 @@ class ScoreState(JsonState):
     scored: dict[str, dict[str, Any]] = field(default_factory=dict)   # key -> {outcome, day, run}
     last_run_id: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)       # last run summaries
-
-
-def check_day(day: str | None) -> str | None:
-    """``YYYY-MM-DD`` or None; anything else is a clear error."""
-    if day is not None and not _DAY.match(day):
-        raise ValueError(f"date {day!r}: expected YYYY-MM-DD")
-    return day
 
 
 def list_incoming(storage: Storage, day: str | None = None) -> tuple[list[IncomingCrop], list[str]]:

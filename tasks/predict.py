@@ -7,6 +7,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from bucket.storage import open_storage
+from loop.registry import resolve_model
 from scoring import incoming, outputs, score
 from tasks.retry import API_RETRIES, IO_RETRIES
 
@@ -22,11 +23,9 @@ def list_new_crops(bucket: str, day: str | None) -> tuple[list[incoming.Incoming
 
 
 @task(cache_policy=NO_CACHE, **API_RETRIES)
-def resolve_model_task(ref: str) -> dict[str, str]:
+def resolve_model_task(ref: str, home: str) -> dict[str, str]:
     """Registry read: REF -> ``{"ref", "dir", "version"}`` of the local artifact."""
-    from flows.settings import resolve_model
-
-    model_dir = resolve_model(ref)
+    model_dir = resolve_model(ref, home)
     return {"ref": ref, "dir": model_dir, "version": score.model_version(model_dir)}
 
 

@@ -24,14 +24,14 @@ def crops_dir(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def tiny_pool():
     """240 preprocessed crops (in memory) for training tests."""
-    from recognizer.synthdata import render_pool
+    from synth.pools import render_pool
 
     return render_pool(240, seed=5, workers=1, chunk=120)
 
 
 @pytest.fixture(scope="session")
 def base_model_dir() -> str:
-    from flows.settings import base_model_dir
+    from recognizer.checkpoint import base_model_dir
 
     return base_model_dir()
 

@@ -15,8 +15,13 @@ import uuid
 
 import pytest
 
-from flows.settings import base_model_dir
 from flows.simulate import DOT_MATRIX_DOMAIN, seed_corrections
+from ingest.pipeline import IngestConfig
+from loop.config import CycleConfig, cycle_config
+from loop.gate import GateConfig
+from loop.mix import MixConfig
+from loop.regression import RegressionConfig
+from recognizer.checkpoint import base_model_dir
 
 pytestmark = pytest.mark.slow
 
@@ -26,12 +31,12 @@ pytestmark = pytest.mark.slow
 # the strict defaults are covered by tests/test_loop_gate.py. The poisoned night is refused
 # on the real sets (held-out, overall), not on the suite. The blend choice (recognizer.finetune) gets
 # the same wide tolerance on its 110-crop anchor.
-GATE = {"gate": {"min_slice_n": 1000}, "regression": {"per_family": 6, "min_per_condition": 1},
-        "ingest": {"min_age_s": 0}, "mix": {"min_val": 30, "anchor": 110}}
+GATE = CycleConfig(gate=GateConfig(min_slice_n=1000), regression=RegressionConfig(per_family=6, min_per_condition=1),
+                   ingest=IngestConfig(min_age_s=0), mix=MixConfig(min_val=30, anchor=110), embed_evidently=False)
 NIGHT = dict(batch_size=32, lr=7e-4, eval_every=50, patience=3, mix_new=0.5, mix_replay=0.1, mix_synthetic=0.4,
-             min_synthetic=300, workers=1, embed_evidently=False, regression_tolerance=0.15, overrides=GATE)
-SMALL = dict(NIGHT, steps=150)
-SHORT = dict(NIGHT, steps=40, eval_every=20)       # no promotion needed: the orchestration is what is tested
+             min_synthetic=300, workers=1, regression_tolerance=0.15)
+SMALL = {"config": cycle_config(GATE, **{**NIGHT, "steps": 150})}
+SHORT = {"config": cycle_config(GATE, **{**NIGHT, "steps": 40, "eval_every": 20})}   # the orchestration is tested
 
 
 def _new_bucket(project: str = "tagloop-e2e"):

@@ -47,7 +47,7 @@ def test_batch_predict_on_dask_equals_in_process(prefect_api, dask_address, tmp_
 
 def test_rendering_shards_on_dask_equal_render_pool(prefect_api, dask_address):
     from flows.fanout import render_pool_on
-    from recognizer.synthdata import render_pool
+    from synth.pools import render_pool
 
     ref = render_pool(24, seed=7, workers=1, chunk=8)
     got = render_pool_on(24, 7, dask_address, chunk=8)

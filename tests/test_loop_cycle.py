@@ -7,10 +7,11 @@ import random
 import mlflow
 import pytest
 
-from flows.settings import base_model_dir
+from recognizer.checkpoint import base_model_dir
 from ingest.pipeline import IngestConfig
 from ingest_helpers import add, png_bytes
-from loop.cycle import CycleConfig, run_cycle
+from loop.config import CycleConfig
+from loop.cycle import run_cycle
 from loop.mix import MixConfig
 from loop.registry import Registry
 from loop.regression import RegressionConfig

@@ -10,7 +10,7 @@ from recognizer.data import WidthBucketSampler
 from recognizer.evaluate import evaluate_pool, read_batch
 from recognizer.finetune import FinetuneConfig, add_adapters, extend_charset, finetune
 from recognizer.model import CRNN, ModelConfig
-from recognizer.synthdata import Pool
+from recognizer.pool import Pool
 from recognizer.tokenizer import CTCTokenizer
 from recognizer.train import TrainConfig
 
@@ -28,7 +28,7 @@ def _relabel(pool: Pool, labels: list[str]) -> Pool:
 
 
 def _head(pool: Pool, n: int = 48) -> Pool:
-    return Pool._pack([pool.image(i) for i in range(n)], pool.labels[:n], pool.height)
+    return Pool.pack([pool.image(i) for i in range(n)], pool.labels[:n], pool.height)
 
 
 def _cfg(**kw) -> FinetuneConfig:
@@ -103,7 +103,7 @@ DOTS = dict(p_dot_matrix=1.0, p_blur=0.0, p_motion=0.0, p_low_res=0.0, p_tilt=0.
 @pytest.mark.slow
 def test_tiny_finetune_learns_a_shifted_domain(tmp_path, base_model_dir):
     """Dot-matrix print (never rendered for the base model): a short CPU fine-tune lifts exact match."""
-    from recognizer.synthdata import render_pool
+    from synth.pools import render_pool
 
     torch.set_num_threads(2)
     train = render_pool(300, seed=78, workers=1, chunk=300, cfg_dict=DOTS)

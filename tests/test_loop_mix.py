@@ -56,27 +56,28 @@ def test_build_mix_ratios_replay_and_validation(synth_crops):
     from synth.grammar import FAMILIES
     assert len(mix.anchor) == 22 == 2 * len(FAMILIES) and c["anchor"] == 22
     assert not set(mix.anchor.labels) & set(mix.train.labels) and min(im.shape[0] for im in mix.anchor.images) > 0
-    more = build_mix(new, old, read, MixConfig(min_synthetic=2 * c["new"], min_val=0, val_share=0.2, seed=1, anchor=0))
+    more = build_mix(new, old, read, MixConfig(min_synthetic=2 * c["new"], min_val=0, val_share=0.2, seed=1, anchor=0, workers=1))
     m = more.info["counts"]
     assert m["real_repeat"] == 4 and len(more.train) == 4 * (m["new"] + m["replay"]) + 2 * m["new"]
-    first = build_mix(new, old.iloc[:0], read, MixConfig(min_synthetic=0, min_val=0, seed=1, anchor=0))
+    first = build_mix(new, old.iloc[:0], read, MixConfig(min_synthetic=0, min_val=0, seed=1, anchor=0, workers=1))
     assert first.info["counts"]["replay"] == 0 and first.info["counts"]["replay_filled_by_synthetic"] > 0
     with pytest.raises(ValueError, match="shares"):
         MixConfig(new=0)
 
 
 def test_extra_label_chars_are_admitted_only_when_configured(bucket, synth_crops, monkeypatch):
+    from flows.settings import Settings
     from ingest.pipeline import IngestConfig, run_ingest
 
     add(bucket, "plus", png_bytes(synth_crops[0].image), "AB12+34-100")
     monkeypatch.delenv("TAGLOOP_EXTRA_CHARS", raising=False)
-    assert label_regex() == r"^[0-9A-Z \-./:()#]*$"
+    assert Settings.from_env().extra_chars == "" and label_regex() == r"^[0-9A-Z \-./:()#]*$"
     s = run_ingest(bucket, IngestConfig(max_failed_share=1.0, min_age_s=0), EchoReader())
     assert s.quarantine_reasons == {"label_charset": 1}
     add(bucket, "plus2", png_bytes(synth_crops[1].image), "CD34+56-200")
-    monkeypatch.setenv("TAGLOOP_EXTRA_CHARS", "+&")
-    s = run_ingest(bucket, IngestConfig(max_failed_share=1.0, min_age_s=0), EchoReader())
+    monkeypatch.setenv("TAGLOOP_EXTRA_CHARS", "+&")          # read once at the top, handed down in the config
+    extra = Settings.from_env().extra_chars
+    s = run_ingest(bucket, IngestConfig(max_failed_share=1.0, min_age_s=0, extra_chars=extra), EchoReader())
     assert s.n_quarantined == 0 and s.n_review + s.n_accepted == 1      # an unknown format waits for a labeler
-    monkeypatch.setenv("TAGLOOP_EXTRA_CHARS", "+ ")
     with pytest.raises(ValueError, match="TAGLOOP_EXTRA_CHARS"):
-        label_regex()
+        IngestConfig(extra_chars="+ ")
