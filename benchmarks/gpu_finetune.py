@@ -2,7 +2,10 @@
 
     python -m benchmarks.gpu_finetune OUT_DIR     (on a machine with a CUDA GPU)
 """
-import json, os, sys, time
+import json
+import os
+import sys
+import time
 import torch
 from synth.pools import render_pool
 from recognizer.finetune import FinetuneConfig, finetune

@@ -169,7 +169,8 @@ def run_ingest(storage: Storage, cfg: IngestConfig | None = None, reader: review
     if n_new and n_bad / n_new > cfg.max_failed_share:
         raise ValidationFailed(
             f"{n_bad}/{n_new} new corrections failed validation (limit {cfg.max_failed_share:.0%}): "
-            f"{dict(batch.q_reasons)}; see {storage.uri(f'quarantine/{run_id}/')} -- nothing was committed (fix the upload path, or raise --max-failed-share to accept the batch)")
+            f"{dict(batch.q_reasons)}; see {storage.uri(f'quarantine/{run_id}/')} -- nothing was committed "
+            "(fix the upload path, or raise --max-failed-share to accept the batch)")
     released, rejected = _apply_decisions(storage, state, cfg.extra_chars)
     for row in rejected:
         quarantine(storage, run_id, row, ["rejected_in_review"], {})

@@ -26,7 +26,7 @@ def test_scores_each_crop_once_and_queues_the_least_confident(prefect_api, bucke
     from recognizer.predict import Predictor
 
     k1 = put_incoming(bucket, D1, crops[:4])
-    k2 = put_incoming(bucket, D2, crops[4:6])
+    put_incoming(bucket, D2, crops[4:6])
     bucket.write(f"incoming/{D2}/broken.jpg", b"\xff\xd8\xff\xe0 truncated jpeg")
     bucket.write(f"incoming/{D2}/notes.txt", b"off the contract")
     s = _run(bucket, queue_threshold=0.99, queue_max=2)

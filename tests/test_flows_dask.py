@@ -22,6 +22,7 @@ def dask_address():
     cluster.close()
 
 
+@pytest.mark.slow
 def test_batch_predict_on_dask_equals_in_process(prefect_api, dask_address, tmp_path):
     from flows.batch_predict import batch_predict
     from bucket.storage import open_storage

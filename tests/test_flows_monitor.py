@@ -70,6 +70,7 @@ def _monitor(storage, **kw):
     return monitor(bucket=storage.url, embed_evidently=False, **kw)
 
 
+@pytest.mark.slow
 def test_shifted_batch_raises_the_alert(prefect_api, reference_bucket, shifted, gcs_emulator):
     """On the GCS emulator (the other tests use a local directory)."""
     import uuid
@@ -95,6 +96,7 @@ def test_shifted_batch_raises_the_alert(prefect_api, reference_bucket, shifted, 
     assert bucket.exists(f"reports/{s['run_id']}/drift.html")
 
 
+@pytest.mark.slow
 def test_unshifted_batch_raises_nothing(prefect_api, reference_bucket, tmp_path):
     from bucket.storage import open_storage
 
@@ -115,6 +117,7 @@ def test_unshifted_batch_raises_nothing(prefect_api, reference_bucket, tmp_path)
     assert current_window(storage, since="2026-11-21").n_items == 81
 
 
+@pytest.mark.slow
 def test_alert_under_a_deployment_starts_the_retrain_deployment(prefect_api, reference_bucket, shifted, tmp_path,
                                                                 monkeypatch):
     """A stand-in ``retrain`` flow is deployed on the test server; the monitor asks it for a run."""

@@ -86,6 +86,7 @@ def test_splits_are_leak_free_stable_and_heldout_grows():
     assert dataset.version_id(v2.sample(frac=1, random_state=1)) == dataset.version_id(v2)
 
 
+@pytest.mark.slow
 def test_cli_ingest_json_accounts_for_every_object(tmp_path, synth_crops, capsys, monkeypatch):
     monkeypatch.setenv("TAGLOOP_HOME", str(tmp_path / "home"))
     root = tmp_path / "bucket"
@@ -127,6 +128,7 @@ def test_writer_follows_the_corrections_contract(tmp_path, synth_crops):
     assert (item.key, item.problem, item.image_name) == ("corrections/2026-11-20/0b6f", "", "corrections/2026-11-20/0b6f.png")
 
 
+@pytest.mark.slow
 def test_cli_ingest_over_threshold_exits_3_and_says_why(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("TAGLOOP_HOME", str(tmp_path / "home"))
     from bucket.storage import open_storage

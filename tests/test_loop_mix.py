@@ -17,7 +17,8 @@ def _rows(crops, labels, preds, split="train", prefix="s") -> pd.DataFrame:
     return pd.DataFrame({"sample_id": [f"{prefix}{i}" for i in range(n)], "source_object": [f"{prefix}{i}" for i in range(n)],
                          "label": labels, "code_key": [code_key(x) for x in labels], "split": [split] * n,
                          "champion_prediction": preds, "brightness": [200.0] * n, "contrast": [60.0] * n,
-                         "blur": [300.0] * n, "height": [40.0] * n}), {f"{prefix}{i}": png_bytes(crops[i % len(crops)].image) for i in range(n)}
+                         "blur": [300.0] * n, "height": [40.0] * n}), \
+        {f"{prefix}{i}": png_bytes(crops[i % len(crops)].image) for i in range(n)}
 
 
 def test_plan_targets_follows_the_champions_errors():

@@ -28,6 +28,7 @@ def test_default_tracking_is_sqlite_under_home(tmp_path, monkeypatch):
     assert tracking_uri(str(tmp_path)) == "http://mlflow.internal:5000"
 
 
+@pytest.mark.slow
 def test_embedded_store_stays_with_its_home(tmp_path, monkeypatch):
     """mlflow.set_tracking_uri exports the URI; an embedded store must not leak into the next home."""
     from loop.registry import setup_mlflow
