@@ -51,6 +51,7 @@ def main() -> None:
         out[f"tagloop_{backend}"]["batched_crops_per_s"] = round(len(images) / (time.perf_counter() - t), 1)
     rapid = RapidOCRPeer(threads=1)
     out["rapidocr"] = per_crop(rapid.read, images)
+    out["rapidocr_label"] = rapid.label
     tess = TesseractPeer()
     out["tesseract"] = per_crop(tess.read, images[:50], warmup=3)
     base = out["tagloop_onnx"]["p50_ms"]

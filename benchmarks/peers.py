@@ -21,25 +21,30 @@ def clean(text: str) -> str:
 
 
 class RapidOCRPeer:
-    """PP-OCRv4 recognition (+ its 0/180 classifier), no detection: the crop is the text line."""
+    """RapidOCR 3.10's PP-OCRv6 recogniser (``PP-OCRv6_rec_small.onnx``, inside its PyPI wheel),
+    recognition only: no detection (the crop is the text line), no direction classifier."""
 
     name = "rapidocr"
+    label = "RapidOCR 3.10 (PP-OCRv6 rec)"
 
     def __init__(self, threads: int = 1) -> None:
-        from rapidocr_onnxruntime import RapidOCR
+        from rapidocr import RapidOCR
 
-        self.engine = RapidOCR(intra_op_num_threads=threads, inter_op_num_threads=1)
+        self.engine = RapidOCR(params={"Global.log_level": "error",
+                                       "EngineConfig.onnxruntime.intra_op_num_threads": threads,
+                                       "EngineConfig.onnxruntime.inter_op_num_threads": 1})
 
     def read(self, rgb: np.ndarray) -> str:
         bgr = cv2.cvtColor(_upright(rgb), cv2.COLOR_RGB2BGR)
-        res, _ = self.engine(bgr, use_det=False, use_cls=True, use_rec=True)
-        return clean(res[0][0]) if res else ""
+        res = self.engine(bgr, use_det=False, use_cls=False, use_rec=True)
+        return clean(res.txts[0]) if res.txts else ""
 
 
 class TesseractPeer:
     """Tesseract 5 LSTM, single-line mode (--psm 7), charset whitelist, one process per crop."""
 
     name = "tesseract"
+    label = "Tesseract 5 --psm 7"
 
     def __init__(self) -> None:
         if shutil.which("tesseract") is None:

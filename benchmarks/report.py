@@ -31,7 +31,7 @@ def accuracy_md(r: dict) -> str:
 
 def latency_md(r: dict) -> str:
     rows = [("tagloop (ONNX Runtime)", r["tagloop_onnx"]), ("tagloop (PyTorch eager)", r["tagloop_torch"]),
-            ("RapidOCR PP-OCRv4 rec + cls", r["rapidocr"]), ("Tesseract 5 --psm 7", r["tesseract"])]
+            (r.get("rapidocr_label", "RapidOCR PP-OCRv4 rec + cls"), r["rapidocr"]), ("Tesseract 5 --psm 7", r["tesseract"])]
     lines = [f"1 thread, batch 1, per crop, end to end (decode excluded, preprocessing + orientation included); "
              f"{r['machine']}; {r['date']}.", "", "| engine | p50 ms | p95 ms | batched crops/s |", "|---|---|---|---|"]
     for name, v in rows:

@@ -65,7 +65,15 @@ class RecognizerModel(mlflow.pyfunc.PythonModel):
 
 
 def log_recognizer(model_dir: str, name: str = "model") -> Any:
-    """Log the artifact directory ``model_dir`` as a pyfunc in the active run; returns the ModelInfo."""
+    """Log the artifact directory ``model_dir`` as a pyfunc in the active run; returns the ModelInfo.
+
+    The artifact's ONNX graphs are exported first (``recognizer.engine.export_onnx``), so whoever
+    loads the registered model reads without exporting, and without importing torch.
+    """
+    from recognizer.engine import export_onnx, stored_onnx
+
+    if not stored_onnx(model_dir):
+        export_onnx(model_dir)
     return mlflow.pyfunc.log_model(name=name, python_model=MODEL_CODE, artifacts={ARTIFACT_KEY: model_dir},
                                    signature=SIGNATURE, pip_requirements=_requirements())
 

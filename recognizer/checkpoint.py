@@ -5,13 +5,14 @@ import hashlib
 import json
 import os
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from safetensors.torch import load_file, save_file
-
-from recognizer.model import CRNN, ModelConfig
 from recognizer.tokenizer import CTCTokenizer
+
+if TYPE_CHECKING:                       # torch is imported where weights are touched, not to read a config
+    import torch
+
+    from recognizer.model import CRNN
 
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
 
@@ -23,6 +24,8 @@ def base_model_dir() -> str:
 
 def save_model(model: CRNN, tokenizer: CTCTokenizer, path: str, meta: dict[str, Any] | None = None) -> str:
     """Write the artifact directory atomically enough for readers (config written last)."""
+    from safetensors.torch import save_file
+
     os.makedirs(path, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, os.path.join(path, WEIGHTS))
@@ -54,6 +57,10 @@ def read_config(path: str) -> dict[str, Any]:
 
 def load_model(path: str, device: str = "cpu") -> tuple[CRNN, CTCTokenizer, dict[str, Any]]:
     """Artifact directory -> (model in eval mode, tokenizer, full config)."""
+    from safetensors.torch import load_file
+
+    from recognizer.model import CRNN, ModelConfig
+
     if not os.path.isfile(os.path.join(path, CONFIG)):
         raise FileNotFoundError(f"no model artifact at {path} (missing {CONFIG})")
     cfg = read_config(path)
@@ -68,11 +75,15 @@ def load_model(path: str, device: str = "cpu") -> tuple[CRNN, CTCTokenizer, dict
 
 def save_train_state(path: str, step: int, optimizer: torch.optim.Optimizer, extra: dict) -> None:
     """Optimizer + progress for resuming (tensors and plain types only)."""
+    import torch
+
     torch.save({"step": step, "optimizer": optimizer.state_dict(), "extra": extra},
                os.path.join(path, "train_state.pt.tmp"))
     os.replace(os.path.join(path, "train_state.pt.tmp"), os.path.join(path, "train_state.pt"))
 
 
 def load_train_state(path: str) -> dict | None:
+    import torch
+
     f = os.path.join(path, "train_state.pt")
     return torch.load(f, weights_only=True) if os.path.isfile(f) else None

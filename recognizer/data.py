@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from recognizer.photo import photo_augment
 from recognizer.preprocess import MAX_WIDTH, MIN_WIDTH, batch_tensor
 from recognizer.pool import Pool
 from recognizer.tokenizer import CTCTokenizer
@@ -49,10 +50,14 @@ def _pad_or_crop(g: np.ndarray, a: int, b: int, axis: int) -> np.ndarray:
 
 
 class PoolDataset(Dataset):
-    """Items: (uint8 height x W crop, label ids). Labels must fit the tokenizer."""
+    """Items: (uint8 height x W crop, label ids). Labels must fit the tokenizer.
 
-    def __init__(self, pool: Pool, tok: CTCTokenizer, train: bool, seed: int = 0) -> None:
-        self.pool, self.tok, self.train = pool, tok, train
+    ``photo``: share of training crops given phone-photo effects (``recognizer.photo``)
+    instead of the light jitter; another crop of the pool may appear as a neighbouring line.
+    """
+
+    def __init__(self, pool: Pool, tok: CTCTokenizer, train: bool, seed: int = 0, photo: float = 0.0) -> None:
+        self.pool, self.tok, self.train, self.photo = pool, tok, train, photo
         self.rng = random.Random(seed)
         self.targets = [tok.encode(l) for l in pool.labels]
 
@@ -61,7 +66,9 @@ class PoolDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, list[int]]:
         g = self.pool.image(i)
-        if self.train:
+        if self.train and self.photo and self.rng.random() < self.photo:
+            g = photo_augment(g, self.rng, self.pool.image(self.rng.randrange(len(self.pool))))
+        elif self.train:
             g = augment(g, self.rng)
         return g, self.targets[i]
 

@@ -13,11 +13,17 @@ def collapse_mask(ids: np.ndarray, blank: int) -> np.ndarray:
     return keep & (ids != blank)
 
 
-def greedy_decode(logp: np.ndarray, lengths: np.ndarray, tok: CTCTokenizer) -> list[tuple[str, float]]:
+SCORES = ("min", "gmean", "path")
+
+
+def greedy_decode(logp: np.ndarray, lengths: np.ndarray, tok: CTCTokenizer,
+                  score: str = "min") -> list[tuple[str, float]]:
     """T x B x K log-probs -> [(text, confidence)] per crop.
 
-    Confidence = product over emitted characters of their max probability (geometric
-    reading of the path); 0 for an empty reading is avoided by using the blank path.
+    ``score``: ``min`` = the smallest max-probability among the emitted characters' frames;
+    ``gmean`` = their geometric mean; ``path`` = the probability of the whole greedy
+    alignment (every frame of the crop, blanks included). An empty reading is scored on
+    its blank frames.
     """
     best = logp.argmax(-1)                     # T x B
     top = np.take_along_axis(logp, best[..., None], -1)[..., 0]  # T x B
@@ -28,6 +34,13 @@ def greedy_decode(logp: np.ndarray, lengths: np.ndarray, tok: CTCTokenizer) -> l
         text = tok.decode(ids)
         keep = collapse_mask(ids, tok.blank_id)
         scores = top[:n, b][keep] if keep.any() else top[:n, b]
-        conf = float(np.exp(scores.min())) if len(scores) else 0.0
+        if not len(scores):
+            conf = 0.0
+        elif score == "path":
+            conf = float(np.exp(top[:n, b].sum()))
+        elif score == "gmean":
+            conf = float(np.exp(scores.mean()))
+        else:
+            conf = float(np.exp(scores.min()))
         out.append((text, conf))
     return out

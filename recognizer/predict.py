@@ -20,20 +20,15 @@ learnt (forgetting), and the second pass costs time only on unsure crops.
 """
 from __future__ import annotations
 
-import io
 import os
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from recognizer.checkpoint import load_model
-from recognizer.decode import greedy_decode
 from recognizer.deskew import ANGLES, straighten
 from crops.codes import looks_like_a_code
-from recognizer.model import BasePath
-from recognizer.preprocess import CropError, batch_tensor, load_image, resize_height, to_gray, width_batches
+from recognizer.engine import Engine
+from recognizer.preprocess import CropError, load_image, resize_height, to_gray
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 
@@ -52,80 +47,35 @@ def _rot(g: np.ndarray, deg: int) -> np.ndarray:
 
 
 class Predictor:
-    """Loads a model artifact and reads crops (RGB/grey arrays or files)."""
+    """Reads crops (RGB/grey arrays or files) with an ``Engine``: which view and which path to keep."""
 
     def __init__(self, model_dir: str | None, backend: str = "auto", batch_size: int = 64,
                  flip_check: float = 0.2, sure: float = 0.9, deskew_below: float = 0.95,
                  deskew_margin: float = 0.02, formats: bool = True, adapted_below: float = 0.95,
                  adapted_margin: float = 0.05, adapted_layout_floor: float = 0.2,
+                 layout_floor: float = float("inf"), flip_margin: float = 0.0, score: str = "min",
                  loaded: tuple | None = None) -> None:
         """``model_dir``: an artifact; or None with ``loaded`` = (model, tokenizer, config) in memory."""
-        self.model, self.tok, self.config = loaded if loaded is not None else load_model(model_dir)
-        self.model.eval()
-        self.height = self.model.cfg.img_height
-        self.batch_size = batch_size
+        self.engine = Engine(model_dir, backend, batch_size, loaded, score)
+        self.tok, self.config, self.height = self.engine.tok, self.engine.config, self.engine.height
+        self.backend = self.engine.backend
         self.flip_check = flip_check       # P(upside down) above which the 180-degree reading is made
         self.sure = sure                   # confidence below which it is made as well
         self.deskew_below = deskew_below   # retry boxy crops read with less confidence (0: off)
         self.deskew_margin = deskew_margin # confidence a straightened reading must add to replace the reading
-        self.formats = formats             # between readings of which only one is a brand layout, take that one
+        self.formats = formats             # between readings of which only one is a brand layout, take that one ...
+        self.layout_floor = layout_floor   # ... when it is at most this much less confident
+        self.flip_margin = flip_margin     # head unsure: the 180-degree reading must be this much more confident
         self.adapted_below = adapted_below # adapters: base readings below this confidence are read adapted too
         self.adapted_margin = adapted_margin           # confidence an adapted reading must add to replace
         self.adapted_layout_floor = adapted_layout_floor  # a brand-layout adapted reading may be this much less sure
-        self.two_paths = self.model.cfg.adapter > 0
         # path 0: what serves first (the base path when there are adapters); path 1: the adapted path.
         # Passed down as an argument, never stored: one Predictor may serve several threads.
-        self._modules = [BasePath(self.model), self.model] if self.two_paths else [self.model]
-        self.backend = backend
-        self._ort = None
-        if backend in ("auto", "onnx"):
-            self._ort = self._onnx_sessions(raise_errors=backend == "onnx")
-            self.backend = "onnx" if self._ort is not None else "torch"
-
-    # -- backends -------------------------------------------------------------------
-    def _onnx_sessions(self, raise_errors: bool):
-        """One ONNX Runtime session per path, or None when export or ONNX Runtime fail."""
-        try:
-            import onnxruntime as ort
-
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = torch.get_num_threads()
-            so.inter_op_num_threads = 1
-            sessions, x = [], torch.zeros(1, 1, self.height, 64)
-            for module in self._modules:
-                buf = io.BytesIO()
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    torch.onnx.export(module, (x,), buf, input_names=["x"], output_names=["logp", "orient"],
-                                      dynamic_axes={"x": {0: "b", 3: "w"}, "logp": {0: "t", 1: "b"},
-                                                    "orient": {0: "b"}},
-                                      dynamo=False)
-                sessions.append(ort.InferenceSession(buf.getvalue(), so, providers=["CPUExecutionProvider"]))
-            return sessions
-        except Exception:
-            if raise_errors:
-                raise
-            return None
-
-    def _forward(self, x: np.ndarray, path: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        if self._ort is not None:
-            logp, orient = self._ort[path].run(None, {"x": x})
-            return logp, orient
-        with torch.inference_mode():
-            logp, orient = self._modules[path](torch.from_numpy(x))
-        return logp.numpy(), orient.numpy()
+        self.two_paths = self.engine.paths > 1
 
     def _read(self, grays: list[np.ndarray], path: int = 0) -> list[tuple[str, float, float]]:
-        """Height-normalised crops -> [(text, confidence, P(upside down))]."""
-        res: dict[int, tuple[str, float, float]] = {}
-        for idx in width_batches([g.shape[1] for g in grays], self.batch_size):
-            x, widths = batch_tensor([grays[i] for i in idx])
-            logp, orient = self._forward(x, path)
-            lens = np.minimum((widths + 3) // 4, logp.shape[0])
-            p_flip = 0.5 * (1 + np.tanh(0.5 * orient.reshape(-1)))     # sigmoid, without overflow
-            for j, (i, (text, conf)) in enumerate(zip(idx, greedy_decode(logp, lens, self.tok))):
-                res[i] = (text, conf, float(p_flip[j]))
-        return [res[i] for i in range(len(grays))]
+        """Height-normalised crops -> [(text, confidence, P(upside down))] on ``path``."""
+        return self.engine.read(grays, path)
 
     # -- public -----------------------------------------------------------------------
     def predict_arrays(self, images: list[np.ndarray]) -> list[Prediction]:
@@ -159,12 +109,13 @@ class Predictor:
         preds = [Prediction(t, c, base[i]) for i, (t, c, _) in enumerate(first)]
         for i, (t2, c2, p2) in zip(redo, second):
             code1, code2 = looks_like_a_code(preds[i].text), looks_like_a_code(t2)
-            if self.formats and code1 != code2:
+            c1 = preds[i].confidence
+            if self.formats and code1 != code2 and (c2 if code2 else c1) >= (c1 if code2 else c2) - self.layout_floor:
                 flip = code2               # a code read upside down is rarely a brand layout
             else:
                 # P(upside down) from the head on both views, weighed with each reading's confidence
                 q = (first[i][2] + 1.0 - p2) / 2
-                flip = q >= 0.6 or (q > 0.4 and c2 > preds[i].confidence)
+                flip = q >= 0.6 or (q > 0.4 and c2 > c1 + self.flip_margin)
             if flip:
                 preds[i] = Prediction(t2, c2, (base[i] + 180) % 360)
         if self.deskew_below > 0:
@@ -194,7 +145,7 @@ class Predictor:
         if not crops:
             return
         for (i, rotation), (text, conf, _) in zip(jobs, self._read(crops, path)):
-            if text and self._better(text, conf, preds[i]):
+            if text and self._better(text, conf, preds[i], layout_floor=self.layout_floor):
                 preds[i] = Prediction(text, conf, rotation)
 
     def _better(self, text: str, conf: float, than: Prediction, margin: float | None = None,

@@ -23,6 +23,8 @@ from recognizer.tokenizer import CTCTokenizer
 class TrainConfig:
     steps: int = field(default=20000, metadata={"help": "length of the LR schedule in optimizer steps"})
     stop_at: int | None = field(default=None, metadata={"help": "stop at this step, keeping the schedule of steps"})
+    seconds: float | None = None   # time box: the cosine spans this much training wall time and training
+                                   # stops there (``steps`` still caps it); a resumed run continues the clock
     batch_size: int = field(default=64, metadata={"help": "crops per step"})
     lr: float = field(default=1.5e-3, metadata={"help": "peak learning rate"})
     min_lr_frac: float = 0.03
@@ -31,6 +33,7 @@ class TrainConfig:
     grad_clip: float = 5.0
     orient_frac: float = 0.25      # share of each batch also fed upside down (orientation head)
     orient_weight: float = 0.2
+    photo: float = 0.0             # share of crops given phone-photo effects (recognizer.photo)
     seed: int = field(default=0, metadata={"help": "seed for init, shuffling and augmentation"})
     eval_every: int = field(default=1000, metadata={"help": "steps between validation checks"})
     ckpt_every: int = 500
@@ -52,10 +55,15 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
+def lr_at(step: int, cfg: TrainConfig, elapsed: float = 0.0) -> float:
+    """Linear warm-up over ``cfg.warmup`` steps, then a cosine to ``min_lr_frac`` over the remaining
+    steps, or over the remaining time when the run is time-boxed (``cfg.seconds``)."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
-    p = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    if cfg.seconds:
+        p = min(1.0, elapsed / cfg.seconds)
+    else:
+        p = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
     return cfg.lr * (cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * p)))
 
 
@@ -156,7 +164,7 @@ def fit(model: CRNN, tok: CTCTokenizer, train_pool: Pool, cfg: TrainConfig, out_
     if distill is not None:
         distill.teacher.to(device).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    step, history = 0, []
+    step, history, clock0 = 0, [], 0.0
     state = load_train_state(out_dir)
     if state is not None:
         from recognizer.checkpoint import load_model
@@ -165,8 +173,9 @@ def fit(model: CRNN, tok: CTCTokenizer, train_pool: Pool, cfg: TrainConfig, out_
         train_mode(model.to(device))
         opt.load_state_dict(state["optimizer"])
         step, history = int(state["step"]), list(state["extra"].get("history", []))
+        clock0 = float(state["extra"].get("train_s", 0.0))
         log(f"resumed from step {step}")
-    ds = PoolDataset(train_pool, tok, train=True, seed=cfg.seed + step)
+    ds = PoolDataset(train_pool, tok, train=True, seed=cfg.seed + step, photo=cfg.photo)
     t0, seen, ema = time.time(), 0, None
     sampler = WidthBucketSampler(train_pool.widths, cfg.batch_size, seed=cfg.seed + step,
                                  max_pixels=max_batch_pixels, height=train_pool.height)
@@ -174,16 +183,20 @@ def fit(model: CRNN, tok: CTCTokenizer, train_pool: Pool, cfg: TrainConfig, out_
                         persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda")
     last = min(cfg.steps, cfg.stop_at or cfg.steps)
     stopped = False
+    clock = lambda: clock0 + time.time() - t0  # noqa: E731  training wall time, across resumes
     while step < last and not stopped:
         for batch in loader:  # each pass reshuffles (the sampler's generator advances)
-            parts = train_step(model, opt, batch, cfg, device, lr_at(step, cfg), distill)
+            parts = train_step(model, opt, batch, cfg, device, lr_at(step, cfg, clock()), distill)
             step += 1
+            if cfg.seconds and clock() >= cfg.seconds:
+                last = step                   # the time box is over: evaluate, save and stop here
             seen += batch["images"].shape[0]
             ema = parts["ctc"] if ema is None else 0.98 * ema + 0.02 * parts["ctc"]
             if step % 100 == 0:
                 rate = seen / (time.time() - t0)
                 kd = f" kd {parts['kd']:.3f} on {parts['kd_share']:.0%}" if "kd" in parts else ""
-                log(f"step {step} ctc {ema:.3f} orient {parts['orient']:.3f}{kd} lr {lr_at(step, cfg):.2e} {rate:.0f} img/s")
+                lr = lr_at(step, cfg, clock())
+                log(f"step {step} ctc {ema:.3f} orient {parts['orient']:.3f}{kd} lr {lr:.2e} {rate:.0f} img/s")
             if evaluate is not None and (step % cfg.eval_every == 0 or step == last):
                 model.eval()
                 res = evaluate(model)
@@ -195,7 +208,7 @@ def fit(model: CRNN, tok: CTCTokenizer, train_pool: Pool, cfg: TrainConfig, out_
                 info = {**(meta or {}), "train": asdict(cfg), "step": step, "history": history,
                         "images_seen": seen, "wall_s": time.time() - t0}
                 save_model(model, tok, out_dir, info)
-                save_train_state(out_dir, step, opt, {"history": history})
+                save_train_state(out_dir, step, opt, {"history": history, "train_s": clock()})
             if step >= last or stopped:
                 break
     model.eval()

@@ -112,3 +112,21 @@ def test_teacher_right_and_distillation_loss():
     assert distill_loss(student, teacher, lens, mask).item() > 1.0
     only_wrong = distill_loss(student, teacher, lens, torch.tensor([False, True]))
     assert only_wrong.item() > 1.0 and distill_loss(student, teacher, lens, torch.tensor([False, False])).item() == 0.0
+
+
+def test_a_time_boxed_run_finishes_its_schedule_and_stops_on_time(tmp_path, tiny_pool):
+    import time
+
+    from recognizer.train import lr_at
+
+    cfg = TrainConfig(steps=100_000, seconds=4.0, warmup=2, batch_size=16, eval_every=10**9, ckpt_every=10**9,
+                      workers=0)
+    assert lr_at(50, cfg, elapsed=0.0) == pytest.approx(cfg.lr)
+    assert lr_at(50, cfg, elapsed=2.0) == pytest.approx(cfg.lr * (cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5))
+    assert lr_at(50, cfg, elapsed=4.0) == pytest.approx(cfg.lr * cfg.min_lr_frac)
+    m, tok = _model()
+    t = time.time()
+    res = fit(m, tok, tiny_pool, cfg, str(tmp_path / "run"))
+    assert 0 < res["step"] < 100_000 and time.time() - t < 30
+    state = torch.load(tmp_path / "run" / "train_state.pt", weights_only=True)
+    assert state["step"] == res["step"] and state["extra"]["train_s"] >= 4.0   # saved at the end, clock kept
