@@ -26,11 +26,12 @@ from ingest.corrections import write_correction
 from ingest.pipeline import IngestConfig
 from bucket.storage import open_storage
 from loop.config import CycleConfig
-from loop.cycle import read_with, run_cycle
+from loop.cycle import run_cycle
 from loop.gate import EvalData, GateConfig, score_sets
 from loop.mix import MixConfig
 from loop.registry import Registry
 from loop.regression import RegressionConfig
+from loop.stages import read_with
 from recognizer.checkpoint import read_config
 from recognizer.finetune import FinetuneConfig
 from recognizer.metrics import TextMatch
@@ -56,7 +57,8 @@ def render_jpegs(n: int, seed: int, workers: int) -> tuple[list[bytes], list[str
 def fill_bucket(root: str, images: list[bytes], labels: list[str]) -> None:
     """Write corrections as the serving app would (prediction = base model's reading)."""
     storage = open_storage(root)
-    preds = read_with(base_model_dir())(images) if images else []
+    preds = read_with(base_model_dir())(EvalData("fill", [str(i) for i in range(len(images))], labels, images)) \
+        if images else []
     for i, (img, lab, (pred, conf)) in enumerate(zip(images, labels, preds)):
         write_correction(storage, img, "jpg", predicted_label=pred, confidence=round(conf, 4), corrected_label=lab,
                          model_version="1", crop_id=f"c{i:05d}", created_at="2026-11-20T03:12:09Z")

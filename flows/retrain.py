@@ -28,17 +28,10 @@ from prefect import flow, get_run_logger
 from flows.settings import bucket_url, prune_results, setup_environment
 from bucket.storage import open_storage
 from loop.config import CycleConfig
-from loop.cycle import STAGE_ORDER, CycleSummary, run_cycle
+from loop.cycle import STAGE_ORDER, STAGE_TEXT, CycleSummary, run_cycle
 from bucket.lock import DEFAULT_TTL_S, BucketLock, bucket_lock
 from recognizer.checkpoint import base_model_dir
 from tasks.retrain import TASK_STAGES
-
-STAGE_TEXT = {"champion": "champion from the registry", "ingest": "ingest + validate new corrections",
-              "split": "dataset version: new vs earlier rows", "mix": "training mix (rendering synthetic crops)",
-              "finetune": "fine-tune the challenger", "eval_sets": "evaluation sets (held-out + regression suite)",
-              "evaluate": "evaluate champion and challenger", "gate": "gate decision",
-              "register": "register (+ promote) in MLflow", "report": "drift + accuracy reports"}
-
 
 def stage_hook(lock: BucketLock, log: Callable[[str], None], progress: bool) -> Callable[[str], None]:
     """Before each stage: refresh the lock's expiry, log (and print) ``[k/n] stage (last one took s)``."""

@@ -15,6 +15,9 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
+import numpy as np
+
+from crops.image import decode_image
 from recognizer.metrics import TextMatch, exact_match
 
 REGRESSION = "regression"
@@ -39,13 +42,17 @@ class GateConfig:
 
 @dataclass
 class EvalData:
-    """One evaluation set: aligned ids, labels, encoded image bytes and slice columns."""
+    """One evaluation set: aligned ids, labels, encoded image bytes and slice columns.
+
+    ``arrays()`` decodes the crops once (``crops.image``); both models and the report read those.
+    """
 
     name: str
     ids: list[str]
     labels: list[str]
     images: list[bytes]
     slices: dict[str, list[str]] = field(default_factory=dict)
+    _arrays: list[np.ndarray] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -58,6 +65,12 @@ class EvalData:
         for i, lab, img in zip(self.ids, self.labels, self.images):
             h.update(f"{i}\0{lab}\0{hashlib.sha256(img).hexdigest()}\n".encode())
         return f"{len(self.ids)}:{h.hexdigest()[:20]}"
+
+    def arrays(self) -> list[np.ndarray]:
+        """The crops decoded (H x W x 3 uint8 RGB), once per set."""
+        if self._arrays is None:
+            self._arrays = [decode_image(b) for b in self.images]
+        return self._arrays
 
 
 @dataclass
@@ -78,14 +91,14 @@ class SetScore:
         return tm.summary()
 
 
-Reader = Callable[[list[bytes]], list[tuple[str, float]]]
+Reader = Callable[[EvalData], list[tuple[str, float]]]
 
 
 def score_sets(read: Reader, sets: list[EvalData]) -> dict[str, SetScore]:
-    """Read every set with ``read`` (encoded images -> [(text, confidence)])."""
+    """Read every set with ``read`` (a set -> [(text, confidence)] per crop, in order)."""
     out = {}
     for s in sets:
-        preds = read(s.images) if s.images else []
+        preds = read(s) if s.images else []
         out[s.name] = SetScore(s.name, s.fingerprint(), list(s.labels), [p for p, _ in preds],
                                [float(c) for _, c in preds], dict(s.slices))
     return out

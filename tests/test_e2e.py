@@ -147,7 +147,7 @@ def test_bucket_outage_mid_run_fails_cleanly_then_resumes(prefect_api, tagloop_h
     fast = RetryPolicy(attempts=2, base_delay_s=0.01, max_delay_s=0.02)
     real_open = open_storage
     monkeypatch.setattr("flows.retrain.open_storage", lambda url, retry=None: real_open(url, retry or fast))
-    monkeypatch.setattr(retrain_tasks.ingest, "retry_delay_seconds", [0, 0, 0])
+    monkeypatch.setattr(retrain_tasks.TASK_STAGES.ingest, "retry_delay_seconds", [0, 0, 0])
     storage = _new_bucket()
     seeded = seed_corrections(storage, 120, "2026-11-20", 7, RenderConfig(**DOT_MATRIX_DOMAIN), base_model_dir(),
                               n_bad=5)

@@ -147,7 +147,7 @@ def test_evaluate_is_cached_by_weights_and_set_fingerprints(prefect_api, base_mo
 
     from loop.gate import EvalData
     from synth.dataset import read_rows
-    from tasks.retrain import evaluate
+    from tasks.retrain import TASK_STAGES
 
     rows = read_rows(os.path.join(crops_dir, "labels.csv"))[:4]
     imgs = [open(os.path.join(crops_dir, "images", r["filename"]), "rb").read() for r in rows]
@@ -157,7 +157,7 @@ def test_evaluate_is_cached_by_weights_and_set_fingerprints(prefect_api, base_mo
     @flow
     def twice(sets_a, sets_b):
         dirs = {"champion": base_model_dir, "challenger": base_model_dir}
-        return [evaluate(dirs, s, return_state=True) for s in (sets_a, sets_a, sets_b)]
+        return [TASK_STAGES.evaluate(dirs, s, return_state=True) for s in (sets_a, sets_a, sets_b)]
 
     first, again, changed = twice([one], [other])
     assert first.is_completed() and again.name == "Cached" and changed.name != "Cached"

@@ -89,7 +89,7 @@ def test_poisoned_batch_is_refused_then_forced_then_rolled_back(tagloop_home, tm
 def test_old_work_directories_are_pruned(tmp_path):
     import os
 
-    from loop.cycle import prune_work_dirs
+    from loop.stages import prune_work_dirs
 
     work = tmp_path / "work"
     for i in range(5):
