@@ -180,7 +180,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         _err(f"no model registry under {settings.home} (and MLFLOW_TRACKING_URI is not set): nothing to roll back")
         return 2
     setup_mlflow(settings.home)
-    move = Registry().rollback(by=args.by or os.environ.get("USER", ""))
+    move = Registry().rollback(by=args.by or settings.user)
     print(f"rollback: champion v{move.before['champion']} -> v{move.champion}; "
           f"previous-champion now {move.previous_champion or 'unset'}")
     if args.json:

@@ -17,12 +17,13 @@ class Settings:
     home: str            # TAGLOOP_HOME: all local state (caches, MLflow, Prefect home)
     bucket: str | None   # TAGLOOP_BUCKET: gs://... or a local directory
     extra_chars: str = ""  # TAGLOOP_EXTRA_CHARS: label characters admitted beyond 0-9A-Z -./:()#
+    user: str = ""         # USER: who runs a command by hand (recorded on a rollback)
 
     @classmethod
     def from_env(cls) -> "Settings":
         return cls(home=os.path.abspath(os.environ.get("TAGLOOP_HOME", ".tagloop")),
                    bucket=os.environ.get("TAGLOOP_BUCKET") or None,
-                   extra_chars=os.environ.get("TAGLOOP_EXTRA_CHARS", ""))
+                   extra_chars=os.environ.get("TAGLOOP_EXTRA_CHARS", ""), user=os.environ.get("USER", ""))
 
     def path(self, *parts: str) -> str:
         return os.path.join(self.home, *parts)
