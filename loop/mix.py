@@ -11,7 +11,6 @@ plan are recorded with the run.
 from __future__ import annotations
 
 import hashlib
-import multiprocessing as mp
 import random
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -163,11 +162,9 @@ def render_synthetic(n: int, seed: int, plan: TargetPlan | None, workers: int = 
     """``n`` synthetic crops (deterministic for ``seed``), following ``plan`` when given."""
     plan_dict = asdict(plan) if plan else None
     jobs = [(seed * 1_000_003 + i, min(chunk, n - i * chunk), plan_dict) for i in range((n + chunk - 1) // chunk)]
-    if workers > 1 and len(jobs) > 1:
-        with mp.get_context("spawn").Pool(workers) as p:
-            parts = p.map(_render_chunk, jobs)
-    else:
-        parts = [_render_chunk(j) for j in jobs]
+    from synth.pools import run_shards
+
+    parts = run_shards(_render_chunk, jobs, workers)
     return Pool.pack([g for gs, _ in parts for g in gs], [lab for _, ls in parts for lab in ls], 32)
 
 

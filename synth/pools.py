@@ -12,7 +12,7 @@ import json
 import multiprocessing as mp
 import os
 import time
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 import numpy as np
 
@@ -23,6 +23,8 @@ from synth.render import Renderer, RenderConfig
 
 if TYPE_CHECKING:                       # render workers import this module: no torch for them
     from recognizer.pretrain import PretrainConfig
+
+T, R = TypeVar("T"), TypeVar("R")
 
 
 def render_shard(job: tuple) -> tuple[list[np.ndarray], list[str]]:
@@ -53,16 +55,19 @@ def pool_from_shards(parts: list[tuple[list[np.ndarray], list[str]]], height: in
     return Pool.pack(grays, labels, height)
 
 
+def run_shards(fn: Callable[[T], R], jobs: list[T], workers: int) -> list[R]:
+    """``[fn(job) for job in jobs]``, in order, across ``workers`` spawned processes when there is more
+    than one job: every renderer's fan-out (a shard's result depends on its job alone, not on ``workers``)."""
+    if workers > 1 and len(jobs) > 1:
+        with mp.get_context("spawn").Pool(workers) as p:
+            return p.map(fn, jobs)
+    return [fn(j) for j in jobs]
+
+
 def render_pool(n: int, seed: int, workers: int = 2, cfg_dict: dict | None = None,
                 height: int = 32, chunk: int = 500) -> Pool:
     """Render ``n`` crops (deterministic for ``seed`` and ``chunk``) across ``workers`` processes."""
-    jobs = shard_jobs(n, seed, cfg_dict, height, chunk)
-    if workers > 1:
-        with mp.get_context("spawn").Pool(workers) as p:
-            parts = p.map(render_shard, jobs)
-    else:
-        parts = [render_shard(j) for j in jobs]
-    return pool_from_shards(parts, height)
+    return pool_from_shards(run_shards(render_shard, shard_jobs(n, seed, cfg_dict, height, chunk), workers), height)
 
 
 def cached_pool(cache_dir: str, n: int, seed: int, cfg: dict, workers: int,
