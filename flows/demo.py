@@ -37,15 +37,17 @@ class DemoConfig:
     steps: int = field(default=150, metadata={
         "help": "fine-tune steps (the LR schedule; early stopping may end sooner)"})
     seed: int = 2026
+    threads: int = 2             # torch threads of the fine-tune: fixed, so every demo trains the same weights
     # the rest of the recipe where it differs from the nightly defaults (loop.config.RECIPE names);
     # the regression suite and the gate are the defaults
     recipe: dict[str, Any] = field(default_factory=lambda: {
         "batch_size": 32, "eval_every": 50, "mix_replay": 0.1, "mix_synthetic": 0.4, "min_synthetic": 300})
 
     def cycle(self) -> CycleConfig:
-        """The demo's ``CycleConfig``: its recipe, its seed, uploads ingested at once (no waiting age)."""
+        """The demo's ``CycleConfig``: its recipe, seed and thread count, uploads ingested at once (no waiting age)."""
         cfg = cycle_config(steps=self.steps, seed=self.seed, **self.recipe)
-        return replace(cfg, ingest=replace(cfg.ingest, min_age_s=0))
+        train = replace(cfg.finetune.train, threads=self.threads)
+        return replace(cfg, finetune=replace(cfg.finetune, train=train), ingest=replace(cfg.ingest, min_age_s=0))
 
 
 def free_port() -> int:

@@ -13,6 +13,7 @@ from loop.gate import EvalData, GateDecision
 from loop.mix import Mix
 from loop.stages import Champion, DataSplit
 from recognizer.finetune import FinetuneResult
+from recognizer.train import DEFAULT_THREADS
 
 
 class Clock:
@@ -50,6 +51,7 @@ def log_mix(mix: Mix, split: DataSplit, champion: Champion, cfg: CycleConfig) ->
     mlflow.log_params(_flat("", {"dataset_version": split.dataset_version, "champion_version": champion.version,
                                  "mix": mix.info["config"], "mix_counts": mix.info["counts"],
                                  "train": asdict(cfg.finetune.train), "patience": cfg.finetune.patience,
+                                 "torch_threads": cfg.finetune.train.threads or DEFAULT_THREADS,
                                  "gate": asdict(cfg.gate), "since": cfg.since}))
     mlflow.log_dict(mix.info, "mix.json")
 

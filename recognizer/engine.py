@@ -89,8 +89,8 @@ def stored_onnx(model_dir: str) -> list[str] | None:
         files = [os.path.join(model_dir, n) for n in index["files"]]
         if index["weights_sha256"] == weights_sha256(model_dir) and all(os.path.isfile(p) for p in files):
             return files
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+    except (OSError, ValueError, KeyError, TypeError):   # no index, or not one of ours: export in memory
+        return None
     return None
 
 

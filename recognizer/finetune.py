@@ -35,7 +35,7 @@ from recognizer.evaluate import evaluate_pool
 from recognizer.model import CRNN, ModelConfig
 from recognizer.pool import Pool
 from recognizer.tokenizer import CTCTokenizer
-from recognizer.train import Distill, TrainConfig, fit, pick_device, seed_everything
+from recognizer.train import Distill, TrainConfig, fit, pick_device, seed_everything, torch_threads
 
 
 @dataclass
@@ -226,8 +226,16 @@ def finetune(init_dir: str, train_pool: Pool, val_pool: Pool, cfg: FinetuneConfi
     A second call with the same ``out_dir`` resumes from the last checkpoint. With ``anchor``
     (a ``Pool``, or full-size crops with ``images`` and ``labels``) the result is the chosen
     blend of champion and best, losing at most ``anchor_tolerance`` exact match on the anchor
-    (module docstring).
+    (module docstring). Deterministic for the same inputs and ``cfg`` on one machine: seeded, and
+    run with ``cfg.train.threads`` torch threads.
     """
+    with torch_threads(cfg.train.threads):
+        return _finetune(init_dir, train_pool, val_pool, cfg, out_dir, meta, on_eval, log, anchor, anchor_tolerance)
+
+
+def _finetune(init_dir: str, train_pool: Pool, val_pool: Pool, cfg: FinetuneConfig, out_dir: str,
+              meta: dict | None, on_eval: Callable[[dict], None] | None, log: Callable[[str], None],
+              anchor, anchor_tolerance: float) -> FinetuneResult:
     t0 = time.time()
     seed_everything(cfg.train.seed)
     if cfg.trainable not in TRAINABLE:

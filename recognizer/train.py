@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
@@ -39,6 +40,28 @@ class TrainConfig:
     ckpt_every: int = 500
     workers: int = 1
     device: str = field(default="auto", metadata={"help": "auto (CUDA with bf16 autocast when present), cpu or cuda"})
+    threads: int = 0               # CPU intra-op threads while training (0: DEFAULT_THREADS); see torch_threads
+
+
+# torch's intra-op thread count when this module is first imported: the machine's default (physical
+# cores, or OMP_NUM_THREADS), taken before anything in the process (a test, pretrain) changed it.
+DEFAULT_THREADS = torch.get_num_threads()
+
+
+@contextmanager
+def torch_threads(n: int = 0):
+    """Run the block with ``n`` torch intra-op threads (0: ``DEFAULT_THREADS``), restoring the count after.
+
+    CPU kernels split their sums by thread, so the thread count changes the last bits of every
+    gradient, and a short fine-tune's trajectory with them (its best step, its blend, the gate's
+    decision). A fixed count makes training reproducible whatever the process did before.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(n or DEFAULT_THREADS)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
 
 
 def pick_device(name: str = "auto") -> torch.device:

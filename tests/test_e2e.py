@@ -12,6 +12,7 @@ import json
 import socket
 import time
 import uuid
+from dataclasses import replace
 
 import pytest
 
@@ -21,19 +22,25 @@ from loop.config import CycleConfig, cycle_config
 from loop.gate import GateConfig
 from loop.mix import MixConfig
 from loop.regression import RegressionConfig
+from recognizer.finetune import FinetuneConfig
 from recognizer.checkpoint import base_model_dir
 
 pytestmark = pytest.mark.slow
 
-# Small but real: 150 steps on 300 corrections from the new domain are enough to win on it.
+# Small but real: 150 adapter steps (the nightly LR, 2e-3) on 400 corrections from the new domain, with
+# 30 % of their product codes held out (about 100 crops), so the first night wins by a margin no noise
+# crosses: +0.107 (0.466 vs 0.359, n=103: 11 crops) where the gate needs +0.005 (1 crop). The fine-tune
+# runs with 2 torch threads whatever the machine or the tests before did, so this is the same on every
+# run (issue 19); other rounding (the same night with 1 thread) measured +0.049, so the test asks for +0.03.
 # The regression suite is tiny here (6 crops per brand family, ~70 crops, one crop = 1.5 points),
 # so its overall tolerance is wide and its slices are reported, not checked (min_slice_n);
 # the strict defaults are covered by tests/test_loop_gate.py. The poisoned night is refused
 # on the real sets (held-out, overall), not on the suite. The blend choice (recognizer.finetune) gets
 # the same wide tolerance on its 110-crop anchor.
 GATE = CycleConfig(gate=GateConfig(min_slice_n=1000), regression=RegressionConfig(per_family=6, min_per_condition=1),
-                   ingest=IngestConfig(min_age_s=0), mix=MixConfig(min_val=30, anchor=110), embed_evidently=False)
-NIGHT = dict(batch_size=32, lr=7e-4, eval_every=50, patience=3, mix_new=0.5, mix_replay=0.1, mix_synthetic=0.4,
+                   ingest=IngestConfig(min_age_s=0, heldout_share=0.3), mix=MixConfig(min_val=30, anchor=110),
+                   finetune=FinetuneConfig(train=replace(FinetuneConfig().train, threads=2)), embed_evidently=False)
+NIGHT = dict(batch_size=32, lr=2e-3, eval_every=50, patience=3, mix_new=0.5, mix_replay=0.1, mix_synthetic=0.4,
              min_synthetic=300, workers=1, regression_tolerance=0.15)
 SMALL = {"config": cycle_config(GATE, **{**NIGHT, "steps": 150})}
 SHORT = {"config": cycle_config(GATE, **{**NIGHT, "steps": 40, "eval_every": 20})}   # the orchestration is tested
@@ -74,7 +81,7 @@ def test_two_nights_first_promotes_second_refuses_poison(prefect_api, tagloop_ho
     from synth.render import RenderConfig
 
     storage = _new_bucket()
-    seed_corrections(storage, 300, "2026-11-20", 1, RenderConfig(**DOT_MATRIX_DOMAIN), base_model_dir(), n_bad=5)
+    seed_corrections(storage, 400, "2026-11-20", 1, RenderConfig(**DOT_MATRIX_DOMAIN), base_model_dir(), n_bad=5)
     first = retrain(bucket=storage.url, progress=True, **SMALL)
     out = capsys.readouterr().out
     at = [out.index(f"[{k}/10] ") for k in range(1, 11)]            # every stage, in data-path order
@@ -83,11 +90,12 @@ def test_two_nights_first_promotes_second_refuses_poison(prefect_api, tagloop_ho
     assert first.promoted, first.reason
     assert (first.champion_version, first.challenger_version) == ("1", "2")
     assert reg.aliases() == {"champion": "2", "challenger": "2", "previous-champion": "1"}
-    assert first.ingest["n_new"] == 305 and first.ingest["n_quarantined"] == 5
+    assert first.ingest["n_new"] == 405 and first.ingest["n_quarantined"] == 5
     assert set(first.ingest["quarantine_reasons"]) >= {"empty_image", "corrupt_image", "bad_sidecar_json",
                                                        "label_charset"}
-    m = first.metrics
-    assert m["challenger"]["sets"]["new_batch"]["exact_match"] > m["champion"]["sets"]["new_batch"]["exact_match"]
+    champ, chall = (first.metrics[r]["sets"]["new_batch"] for r in ("champion", "challenger"))
+    assert champ["n"] >= 80 and chall["exact_match"] - champ["exact_match"] >= 0.03, (champ, chall)  # a real margin
+    assert first.finetune["blend_alpha"] > 0                            # the fine-tuned weights serve
     acc = _check_run_agrees(storage, first)
     assert acc["models"] == {"champion": "1", "challenger": "2"}
     assert acc["dataset_version"] == first.ingest["dataset_version"]

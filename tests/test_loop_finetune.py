@@ -187,3 +187,40 @@ def test_adapter_finetune_trains_only_the_adapters_and_continues_them(tmp_path, 
     second = load_model(again.model_dir)[0].state_dict()            # the next night trains the same adapters
     assert set(second) == set(after) and any(not torch.equal(after[k], second[k]) for k in after
                                              if k.startswith("adapters."))
+
+
+def _weights(path: str) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(f"{path}/model.safetensors")
+
+
+def test_finetune_is_reproducible_whatever_the_process_thread_count(tmp_path, base_model_dir, tiny_pool):
+    """Same inputs and seed -> the same trained weights, history and blend, even when something else in
+    the process (a test, pretrain, OMP_NUM_THREADS) changed torch's thread count in between: CPU kernels
+    split their sums by thread, so an unpinned count moves every gradient's last bits (issue 19)."""
+    from recognizer.train import DEFAULT_THREADS
+
+    cfg = _cfg(train={"steps": 6, "eval_every": 3, "ckpt_every": 3, "lr": 2e-3})
+    train, val, anchor = _head(tiny_pool, 96), _relabel(_head(tiny_pool, 24), tiny_pool.labels[:24]), _head(tiny_pool, 22)
+    other = 1 if DEFAULT_THREADS > 1 else 2           # a count the fine-tune would otherwise train with
+    runs = []
+    for k, threads in enumerate((DEFAULT_THREADS, other)):
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            res = finetune(base_model_dir, train, val, cfg, str(tmp_path / f"ft{k}"), anchor=anchor, **QUIET)
+            assert torch.get_num_threads() == threads          # the process's own setting is restored after
+        finally:
+            torch.set_num_threads(before)
+        runs.append((res, _weights(str(tmp_path / f"ft{k}" / "ckpt"))))
+    (a, wa), (b, wb) = runs
+    from recognizer.finetune import _warm_start
+
+    warm = _warm_start(base_model_dir, "", cfg)[0].state_dict()
+    assert any(not torch.equal(wa[k], warm[k]) for k in warm)          # it trained: the last step's weights moved
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert [h["ctc"] for h in a.history] == [h["ctc"] for h in b.history]
+    assert (a.best_step, a.alpha, a.blends) == (b.best_step, b.alpha, b.blends)
+    ra, rb = _weights(a.model_dir), _weights(b.model_dir)
+    assert all(torch.equal(ra[k], rb[k]) for k in ra)

@@ -1,6 +1,7 @@
 """Training mix: ratios, replay, validation by product code, targeting the champion's errors; extra label chars."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -82,3 +83,43 @@ def test_extra_label_chars_are_admitted_only_when_configured(bucket, synth_crops
     assert s.n_quarantined == 0 and s.n_review + s.n_accepted == 1      # an unknown format waits for a labeler
     with pytest.raises(ValueError, match="TAGLOOP_EXTRA_CHARS"):
         IngestConfig(extra_chars="+ ")
+
+
+def _same_pool(a, b) -> bool:
+    return (a.labels == b.labels and np.array_equal(a.widths, b.widths) and np.array_equal(a.pixels, b.pixels))
+
+
+def test_rendering_is_the_same_in_worker_processes_and_in_process():
+    from loop.mix import even_plan, render_synthetic
+
+    one = render_synthetic(6, 4, even_plan(), workers=1, chunk=2)
+    assert _same_pool(one, render_synthetic(6, 4, even_plan(), workers=2, chunk=2))
+    assert not _same_pool(one, render_synthetic(6, 5, even_plan(), workers=1, chunk=2))    # the seed matters
+
+
+def test_same_corrections_give_the_same_dataset_rows_and_training_mix(tmp_path):
+    """Ingest's splits (near-duplicate rule: order-dependent) and the mix are a function of the bucket's
+    content, not of the order its objects were written in or of the run (issue 19)."""
+    from flows.simulate import DOT_MATRIX_DOMAIN, seed_corrections
+    from ingest import dataset
+    from ingest.pipeline import IngestConfig, run_ingest
+    from bucket.storage import open_storage
+    from synth.render import RenderConfig
+
+    a, b = (open_storage(f"file://{tmp_path / n}") for n in ("a", "b"))
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    seed_corrections(a, 60, "2026-11-20", 3, RenderConfig(**DOT_MATRIX_DOMAIN), None, n_bad=5)
+    for o in reversed(a.list("")):                    # the same objects, written in the opposite order
+        b.write(o.name, a.read(o.name))
+    manifests, mixes = [], []
+    for storage in (a, b):
+        s = run_ingest(storage, IngestConfig(min_age_s=0, heldout_share=0.3))
+        m = dataset.read_manifest(storage, s.dataset_version)
+        manifests.append(m.drop(columns=["ingest_run"]))
+        cfg = MixConfig(min_synthetic=40, min_val=20, anchor=11, seed=2, workers=1)
+        mixes.append(build_mix(m, m.iloc[:0], storage.read, cfg))
+    assert set(manifests[0]["split"]) == {"train", "heldout"} and len(manifests[0]) == 60
+    pd.testing.assert_frame_equal(manifests[0], manifests[1])
+    (x, y) = mixes
+    assert _same_pool(x.train, y.train) and _same_pool(x.val, y.val) and x.info == y.info
+    assert all(np.array_equal(p, q) for p, q in zip(x.anchor.images, y.anchor.images)) and x.anchor.labels == y.anchor.labels
