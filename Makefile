@@ -1,7 +1,7 @@
 VENV ?= .venv
 STAMP := $(VENV)/.setup-done
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test test-fast lint bench clean
 
 setup: $(STAMP)
 
@@ -12,8 +12,14 @@ $(STAMP): pyproject.toml scripts/setup.sh
 demo: setup
 	$(VENV)/bin/tagloop demo
 
-test: setup
+test: lint
 	$(VENV)/bin/python -m pytest -q tests
+
+test-fast: lint             # unit tests only: skips the tests marked slow (end to end, training, subprocesses)
+	$(VENV)/bin/python -m pytest -q -m "not slow" tests
+
+lint: setup
+	$(VENV)/bin/ruff check .
 
 bench: setup
 	$(VENV)/bin/pip install -q -e ".[dev,bench]"

@@ -10,10 +10,11 @@ import time
 
 from benchmarks.common import save, test_set
 from benchmarks.peers import RapidOCRPeer, TesseractPeer
-from flows.settings import resolve_model
+from flows.settings import Settings
+from loop.registry import resolve_model
 from recognizer.metrics import TextMatch
 from recognizer.predict import Predictor
-from recognizer.preprocess import load_image
+from crops.image import load_image
 
 SLICES = ("condition", "brand", "length", "tilt", "rotation")
 
@@ -37,7 +38,7 @@ def main() -> None:
     out: dict = {"n": len(rows), "test_set": "held-out seed, held-out fonts, 7% turned 90, 3% turned 180"}
 
     t = time.time()
-    ours = Predictor(resolve_model(args.model)).predict_arrays(images)
+    ours = Predictor(resolve_model(args.model, Settings.from_env().home)).predict_arrays(images)
     out["tagloop"] = {**score([p.text for p in ours], rows), "wall_s": round(time.time() - t, 2)}
     peers = [RapidOCRPeer()] + ([] if args.skip_tesseract else [TesseractPeer()])
     for peer in peers:

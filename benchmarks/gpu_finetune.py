@@ -2,9 +2,12 @@
 
     python -m benchmarks.gpu_finetune OUT_DIR     (on a machine with a CUDA GPU)
 """
-import json, os, sys, time
+import json
+import os
+import sys
+import time
 import torch
-from recognizer.synthdata import render_pool
+from synth.pools import render_pool
 from recognizer.finetune import FinetuneConfig, finetune
 from recognizer.train import TrainConfig
 from recognizer.checkpoint import load_model

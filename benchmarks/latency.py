@@ -13,9 +13,10 @@ import torch
 
 from benchmarks.common import save, test_set
 from benchmarks.peers import RapidOCRPeer, TesseractPeer
-from flows.settings import resolve_model
+from flows.settings import Settings
+from loop.registry import resolve_model
 from recognizer.predict import Predictor
-from recognizer.preprocess import load_image
+from crops.image import load_image
 
 
 def per_crop(fn, images: list[np.ndarray], warmup: int = 20) -> dict:
@@ -41,7 +42,7 @@ def main() -> None:
     images = [load_image(os.path.join(img_dir, r["filename"])) for r in rows[:args.n]]
     out: dict = {"threads": 1, "crop_px_median": [int(np.median([i.shape[0] for i in images])),
                                                   int(np.median([i.shape[1] for i in images]))]}
-    model = resolve_model(args.model)
+    model = resolve_model(args.model, Settings.from_env().home)
     for backend in ("onnx", "torch"):
         pred = Predictor(model, backend=backend)
         out[f"tagloop_{backend}"] = per_crop(lambda im: pred.predict_arrays([im]), images)

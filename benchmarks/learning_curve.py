@@ -19,16 +19,19 @@ import shutil
 import time
 
 from benchmarks.common import save
-from flows.settings import base_model_dir, setup_environment
+from flows.settings import setup_environment
+from recognizer.checkpoint import base_model_dir
 from flows.simulate import DOT_MATRIX_DOMAIN
 from ingest.corrections import write_correction
 from ingest.pipeline import IngestConfig
-from ingest.storage import open_storage
-from loop.cycle import CycleConfig, read_with, run_cycle
-from loop.gate import EvalData, score_sets
+from bucket.storage import open_storage
+from loop.config import CycleConfig
+from loop.cycle import run_cycle
+from loop.gate import EvalData, GateConfig, score_sets
 from loop.mix import MixConfig
 from loop.registry import Registry
 from loop.regression import RegressionConfig
+from loop.stages import read_with
 from recognizer.checkpoint import read_config
 from recognizer.finetune import FinetuneConfig
 from recognizer.metrics import TextMatch
@@ -54,7 +57,8 @@ def render_jpegs(n: int, seed: int, workers: int) -> tuple[list[bytes], list[str
 def fill_bucket(root: str, images: list[bytes], labels: list[str]) -> None:
     """Write corrections as the serving app would (prediction = base model's reading)."""
     storage = open_storage(root)
-    preds = read_with(base_model_dir())(images) if images else []
+    preds = read_with(base_model_dir())(EvalData("fill", [str(i) for i in range(len(images))], labels, images)) \
+        if images else []
     for i, (img, lab, (pred, conf)) in enumerate(zip(images, labels, preds)):
         write_correction(storage, img, "jpg", predicted_label=pred, confidence=round(conf, 4), corrected_label=lab,
                          model_version="1", crop_id=f"c{i:05d}", created_at="2026-11-20T03:12:09Z")
@@ -78,10 +82,11 @@ def one_point(n: int, pool: tuple[list[bytes], list[str]], test: EvalData, args,
     cfg = CycleConfig(mix=MixConfig(new=new, replay=replay, synthetic=synthetic, min_synthetic=args.min_synthetic,
                                     workers=args.workers, seed=args.seed, anchor=args.anchor),
                       finetune=FinetuneConfig(distill=args.distill, trainable=args.trainable, adapter=args.adapter,
-                                              anchor_tolerance=args.anchor_tolerance, train=TrainConfig(
+                                              train=TrainConfig(
                           steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=30,
                           eval_every=args.eval_every, ckpt_every=args.eval_every, seed=args.seed, workers=0)),
                       regression=RegressionConfig(per_family=args.suite_per_family),
+                      gate=GateConfig(regression_tolerance=args.regression_tolerance),
                       ingest=IngestConfig(min_age_s=0), embed_evidently=False)
     t = time.time()
     s = run_cycle(open_storage(bucket), home, base_model_dir(), cfg, log=lambda m: print(f"  [{n}] {m}", flush=True))
@@ -123,8 +128,8 @@ def main() -> None:
                     help="bottleneck channels of the adapters a fine-tune adds (--trainable adapter)")
     ap.add_argument("--anchor", type=int, default=MixConfig().anchor,
                     help="anchor renders for choosing the champion/fine-tune blend (0: no blending)")
-    ap.add_argument("--anchor-tolerance", type=float, default=FinetuneConfig().anchor_tolerance,
-                    help="anchor exact-match drop a kept blend may show")
+    ap.add_argument("--regression-tolerance", type=float, default=GateConfig().regression_tolerance,
+                    help="exact-match drop allowed on the regression suite (gate) and on the anchor (kept blend)")
     ap.add_argument("--workers", type=int, default=2, help="rendering processes")
     ap.add_argument("--seed", type=int, default=0, help="mix and training seed")
     ap.add_argument("--name", default="learning_curve", help="results file name (benchmarks/results/NAME.json)")

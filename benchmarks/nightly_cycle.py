@@ -13,10 +13,13 @@ import functools
 import os
 import shutil
 import time
+from dataclasses import replace
 from typing import Any, Callable
 
 from benchmarks.common import save
-from flows.settings import base_model_dir, setup_environment
+from flows.settings import setup_environment
+from loop.config import cycle_config
+from recognizer.checkpoint import base_model_dir
 
 
 def timed(fn: Callable[..., Any], name: str, spent: dict[str, float]) -> Callable[..., Any]:
@@ -44,7 +47,7 @@ def instrument(spent: dict[str, float]) -> None:
 def seed(bucket: str, n: int, shifted_share: float) -> dict:
     """``n`` simulated corrections (dot-matrix domain + ordinary crops) read by the base model."""
     from flows.simulate import DOT_MATRIX_DOMAIN, seed_corrections
-    from ingest.storage import open_storage
+    from bucket.storage import open_storage
     from synth.render import RenderConfig
 
     storage = open_storage(bucket)
@@ -81,8 +84,9 @@ def main() -> None:
     spent: dict[str, float] = {}
     instrument(spent)
     t = time.perf_counter()
-    s = retrain(bucket=os.path.join(root, "bucket"), min_synthetic=args.synthetic, steps=args.steps,
-                embed_evidently=True, overrides={"ingest": {"min_age_s": 0}}, progress=True)
+    config = cycle_config(min_synthetic=args.synthetic, steps=args.steps)
+    config = replace(config, ingest=replace(config.ingest, min_age_s=0))
+    s = retrain(bucket=os.path.join(root, "bucket"), config=config, progress=True)
     wall = time.perf_counter() - t
     inside = sum(spent.values())
     result = {"config": vars(args), "seeded": seeded, "seed_s": round(seed_s, 1),

@@ -70,10 +70,11 @@ def run_engine(name: str, read, images: list, labels: list[str]) -> dict:
 
 
 def engines(model: str, skip_tesseract: bool) -> dict:
-    from flows.settings import resolve_model
+    from flows.settings import Settings
+    from loop.registry import resolve_model
     from recognizer.predict import Predictor
 
-    predictor = Predictor(resolve_model(model))
+    predictor = Predictor(resolve_model(model, Settings.from_env().home))
     out = {"tagloop": lambda ims: [p.text for p in predictor.predict_arrays(ims)]}
     rapid = RapidOCRPeer(threads=1)
     out["rapidocr"] = lambda ims: [rapid.read(im) for im in ims]

@@ -52,7 +52,8 @@ def measure(predictor, images: list, labels: list[str]) -> dict:
 
 
 def main() -> None:
-    from flows.settings import resolve_model
+    from flows.settings import Settings
+    from loop.registry import resolve_model
     from recognizer.predict import Predictor
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -67,7 +68,7 @@ def main() -> None:
     real_rows, _ = read_labels(os.path.join(args.real, "labels.csv"))
     real = ([load(os.path.join(args.real, "images", r["filename"]), False) for r in real_rows],
             [r["label"] for r in real_rows])
-    model = resolve_model(args.model)
+    model = resolve_model(args.model, Settings.from_env().home)
     out: dict = {"model": args.model, "threads": 1, "rules": {}}
     for rule, kwargs in RULES.items():
         predictor = Predictor(model, **kwargs)

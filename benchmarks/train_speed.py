@@ -12,7 +12,7 @@ import torch
 
 from benchmarks.common import save
 from recognizer.model import CRNN, ModelConfig
-from recognizer.synthdata import render_pool
+from synth.pools import render_pool
 from recognizer.tokenizer import CTCTokenizer
 from recognizer.train import TrainConfig, fit
 
@@ -31,9 +31,9 @@ def main() -> None:
         bs = args.batch_size if dev == "cpu" else args.gpu_batch_size
         model = CRNN(ModelConfig(num_classes=tok.num_classes))
         with tempfile.TemporaryDirectory() as d:
-            res = fit(model, tok, pool, TrainConfig(steps=args.steps, batch_size=bs, device=dev,
-                                                    ckpt_every=10**9, workers=max(2, (os.cpu_count() or 2) - 2) if dev == "cuda" else 1),
-                      d, log=lambda s: None)
+            workers = max(2, (os.cpu_count() or 2) - 2) if dev == "cuda" else 1
+            res = fit(model, tok, pool, TrainConfig(steps=args.steps, batch_size=bs, device=dev, ckpt_every=10**9,
+                                                    workers=workers), d, log=lambda s: None)
         out[dev] = {"batch_size": bs, "steps": args.steps, "img_per_s": round(res["img_per_s"], 1),
                     "threads": torch.get_num_threads()}
         print(dev, out[dev])

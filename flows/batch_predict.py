@@ -8,35 +8,22 @@ leaves a consistent bucket; the next run redoes only what was not committed):
 """
 from __future__ import annotations
 
-import secrets
 from datetime import datetime, timezone
 from typing import Any
 
 from prefect import flow, get_run_logger
 
 from flows.fanout import on_cluster, score_chunks
-from flows.settings import setup_environment
-from scoring.outputs import by_day
+from flows.settings import bucket_url, new_run_id, setup_environment
+from scoring.outputs import QueueConfig, by_day
 from scoring.score import chunked
 from tasks.predict import commit_scored, list_new_crops, resolve_model_task, write_day_outputs
 
 
-def new_run_id(kind: str) -> str:
-    """``<kind>-YYYYMMDDTHHMMSSZ-<6 hex>``: sortable, unique, a valid report folder name."""
-    return f"{kind}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
-
-
-def bucket_url(bucket: str | None) -> str:
-    """The ``bucket`` parameter, else ``TAGLOOP_BUCKET``; a clear error when neither is set."""
-    url = bucket or setup_environment().bucket
-    if not url:
-        raise ValueError("no bucket given: pass bucket (--bucket) or set TAGLOOP_BUCKET")
-    return url
-
-
 @flow(name="batch-predict")
 def batch_predict(bucket: str | None = None, date: str | None = None, model: str = "champion",
-                  batch_size: int = 256, queue_threshold: float = 0.9, queue_max: int = 200,
+                  batch_size: int = 256, queue_threshold: float = QueueConfig.threshold,
+                  queue_max: int = QueueConfig.max_count,
                   dask_address: str | None = None) -> dict[str, Any]:
     """Score the crops under ``incoming/[date/]`` not scored before; returns the run summary.
 
@@ -44,7 +31,8 @@ def batch_predict(bucket: str | None = None, date: str | None = None, model: str
     at most ``queue_max`` per day. ``dask_address``: score the chunks on that Dask cluster.
     """
     log = get_run_logger()
-    url = bucket_url(bucket)
+    settings = setup_environment()
+    url = bucket_url(bucket, settings)
     run_id = new_run_id("bp")
     crops, odd, n_done = list_new_crops(url, date)
     for name in odd[:20]:
@@ -55,7 +43,7 @@ def batch_predict(bucket: str | None = None, date: str | None = None, model: str
     if not crops:
         log.info("no new crops under %s", f"{url}/incoming/{date or ''}")
         return summary
-    champion = resolve_model_task(model)
+    champion = resolve_model_task(model, settings.home)
     scored_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     records = on_cluster(score_chunks, dask_address)(url, chunked(crops, batch_size), champion, scored_at)
     days = [write_day_outputs(url, day, recs, queue_threshold, queue_max) for day, recs in by_day(records).items()]

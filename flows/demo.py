@@ -18,10 +18,11 @@ import os
 import socket
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from flows.settings import Settings, base_model_dir
+from flows.settings import Settings
+from loop.config import CycleConfig, cycle_config
 
 BUCKET = "tagloop-demo"
 
@@ -30,20 +31,23 @@ BUCKET = "tagloop-demo"
 class DemoConfig:
     """Sizes tuned so the demo fits 5 minutes on 2 CPU cores (see flows/README.md)."""
 
-    n_shifted: int = 240         # dot-matrix corrections (the new domain)
+    n_shifted: int = field(default=240, metadata={"help": "simulated corrections from the new (dot-matrix) domain"})
     n_normal: int = 60           # ordinary corrections
     n_bad: int = 5               # bad uploads (empty, truncated, bad JSON, bad charset, duplicate)
-    steps: int = 150
-    batch_size: int = 32
-    lr: float = 2e-3
-    eval_every: int = 50
-    mix_new: float = 0.5
-    mix_replay: float = 0.1
-    mix_synthetic: float = 0.4
-    min_synthetic: int = 300
-    suite_per_family: int = 60   # the default regression suite (660 crops), the default gate
+    steps: int = field(default=150, metadata={
+        "help": "fine-tune steps (the LR schedule; early stopping may end sooner)"})
     seed: int = 2026
     threads: int = 2             # torch threads of the fine-tune: fixed, so every demo trains the same weights
+    # the rest of the recipe where it differs from the nightly defaults (loop.config.RECIPE names);
+    # the regression suite and the gate are the defaults
+    recipe: dict[str, Any] = field(default_factory=lambda: {
+        "batch_size": 32, "eval_every": 50, "mix_replay": 0.1, "mix_synthetic": 0.4, "min_synthetic": 300})
+
+    def cycle(self) -> CycleConfig:
+        """The demo's ``CycleConfig``: its recipe, seed and thread count, uploads ingested at once (no waiting age)."""
+        cfg = cycle_config(steps=self.steps, seed=self.seed, **self.recipe)
+        train = replace(cfg.finetune.train, threads=self.threads)
+        return replace(cfg, finetune=replace(cfg.finetune, train=train), ingest=replace(cfg.ingest, min_age_s=0))
 
 
 def free_port() -> int:
@@ -78,6 +82,7 @@ def quiet() -> None:
 def seed_bucket(storage, cfg: DemoConfig) -> list[Any]:
     """Simulated corrections: the shifted domain, ordinary crops, and the bad uploads."""
     from flows.simulate import DOT_MATRIX_DOMAIN, seed_corrections
+    from recognizer.checkpoint import base_model_dir
     from synth.render import RenderConfig
 
     shifted = seed_corrections(storage, cfg.n_shifted, "2026-11-20", cfg.seed, RenderConfig(**DOT_MATRIX_DOMAIN),
@@ -111,7 +116,7 @@ def run_demo(settings: Settings, cfg: DemoConfig | None = None) -> int:
     try:
         from google.cloud import storage as gcs
 
-        from ingest.storage import open_storage
+        from bucket.storage import open_storage
 
         gcs.Client(project="tagloop-demo").create_bucket(BUCKET)
         storage = open_storage(f"gs://{BUCKET}")
@@ -130,11 +135,7 @@ def run_demo(settings: Settings, cfg: DemoConfig | None = None) -> int:
 def _retrain(bucket: str, cfg: DemoConfig):
     from flows.retrain import retrain
 
-    return retrain(bucket=bucket, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, eval_every=cfg.eval_every,
-                   mix_new=cfg.mix_new, mix_replay=cfg.mix_replay, mix_synthetic=cfg.mix_synthetic,
-                   min_synthetic=cfg.min_synthetic, seed=cfg.seed, workers=2, embed_evidently=True,
-                   overrides={"regression": {"per_family": cfg.suite_per_family}, "train": {"threads": cfg.threads},
-                              "ingest": {"min_age_s": 0}}, progress=True)
+    return retrain(bucket=bucket, config=cfg.cycle(), progress=True)
 
 
 def _em(metrics: dict, role: str, name: str) -> str:

@@ -10,7 +10,8 @@ from typing import Any
 
 from prefect import Flow, flow, unmapped
 
-from recognizer.synthdata import Pool, pool_from_shards, shard_jobs
+from recognizer.pool import Pool
+from synth.pools import pool_from_shards, shard_jobs
 from tasks.predict import score_chunk
 from tasks.synth import render_shard_task
 
@@ -33,7 +34,7 @@ def score_chunks(bucket: str, chunks: list[list[Any]], model: dict[str, str], sc
 
 @flow(name="render-synthetic")
 def render_synthetic(n: int, seed: int, cfg_dict: dict | None = None, height: int = 32, chunk: int = 500) -> Pool:
-    """``recognizer.synthdata.render_pool`` with one task per shard: the same Pool for the same arguments."""
+    """``synth.pools.render_pool`` with one task per shard: the same Pool for the same arguments."""
     jobs = shard_jobs(n, seed, cfg_dict, height, chunk)
     futures = render_shard_task.map(jobs)
     return pool_from_shards([f.result() for f in futures], height)

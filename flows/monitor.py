@@ -12,8 +12,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from flows.batch_predict import bucket_url, new_run_id
-from flows.settings import setup_environment
+from flows.settings import bucket_url, new_run_id, setup_environment
 from monitoring.alerts import AlertConfig
 from monitoring.publish import default_workspace_dir
 from tasks.monitor import build_monitor_reports, load_current, load_reference, publish, request_retrain
@@ -30,18 +29,20 @@ def running_from_deployment() -> bool:
 
 @flow(name="monitor")
 def monitor(bucket: str | None = None, since: str | None = None, trigger_retrain: bool = True,
-            retrain_deployment: str = RETRAIN_DEPLOYMENT, max_drift_share: float = 0.5,
-            max_correction_rate: float = 0.10, max_correction_rate_increase: float = 0.05,
+            retrain_deployment: str = RETRAIN_DEPLOYMENT, max_drift_share: float | None = AlertConfig.max_drift_share,
+            max_correction_rate: float | None = AlertConfig.max_correction_rate,
+            max_correction_rate_increase: float | None = AlertConfig.max_correction_rate_increase,
             embed_evidently: bool = True) -> dict[str, Any]:
     """One monitoring run; returns the published summary plus ``retrain`` (requested/triggered/why)."""
     log = get_run_logger()
-    url = bucket_url(bucket)
+    settings = setup_environment()
+    url = bucket_url(bucket, settings)
     run_id = new_run_id("monitor")
     reference = load_reference(url)
     current = load_current(url, since)
     alerts = AlertConfig(max_drift_share, max_correction_rate, max_correction_rate_increase)
     reports = build_monitor_reports(run_id, reference, current, alerts, embed_evidently)
-    summary = publish(reports, url, default_workspace_dir(setup_environment().home))
+    summary = publish(reports, url, default_workspace_dir(settings.home))
     for a in summary.get("alerts", []):
         log.warning("alert %s: %s", a["name"], a["message"])
     summary["retrain"] = retrain_decision(summary, url, trigger_retrain, retrain_deployment)

@@ -1,26 +1,29 @@
-"""The one documented place for configuration: environment variables (see README)."""
+"""The one documented place for configuration: environment variables (see README).
+
+The CLI and the flows read them here, once, at the top (``Settings.from_env`` /
+``setup_environment``) and hand what they read down as arguments; nothing below reads them.
+"""
 from __future__ import annotations
 
 import os
+import secrets
 import time
 from dataclasses import dataclass
-from importlib import resources
-
-
-def base_model_dir() -> str:
-    """The base model shipped inside the ``recognizer`` package."""
-    return str(resources.files("recognizer") / "base_model")
+from datetime import datetime, timezone
 
 
 @dataclass
 class Settings:
     home: str            # TAGLOOP_HOME: all local state (caches, MLflow, Prefect home)
     bucket: str | None   # TAGLOOP_BUCKET: gs://... or a local directory
+    extra_chars: str = ""  # TAGLOOP_EXTRA_CHARS: label characters admitted beyond 0-9A-Z -./:()#
+    user: str = ""         # USER: who runs a command by hand (recorded on a rollback)
 
     @classmethod
     def from_env(cls) -> "Settings":
         return cls(home=os.path.abspath(os.environ.get("TAGLOOP_HOME", ".tagloop")),
-                   bucket=os.environ.get("TAGLOOP_BUCKET") or None)
+                   bucket=os.environ.get("TAGLOOP_BUCKET") or None,
+                   extra_chars=os.environ.get("TAGLOOP_EXTRA_CHARS", ""), user=os.environ.get("USER", ""))
 
     def path(self, *parts: str) -> str:
         return os.path.join(self.home, *parts)
@@ -66,36 +69,14 @@ def prune_results(settings: Settings, max_age_days: float) -> tuple[int, int]:
     return n, freed
 
 
-def registry_configured(settings: Settings) -> bool:
-    """A remote tracking server is set, or the embedded MLflow store exists (resolving never creates one)."""
-    return bool(os.environ.get("MLFLOW_TRACKING_URI")) or os.path.isfile(settings.path("mlflow", "mlflow.db"))
+def bucket_url(bucket: str | None, settings: Settings | None = None) -> str:
+    """The ``bucket`` parameter, else ``TAGLOOP_BUCKET``; a clear error when neither is set."""
+    url = bucket or (settings or setup_environment()).bucket
+    if not url:
+        raise ValueError("no bucket given: pass bucket (--bucket) or set TAGLOOP_BUCKET")
+    return url
 
 
-def resolve_model(ref: str | None, settings: Settings | None = None) -> str:
-    """REF -> local artifact directory.
-
-    ``champion``: the registry's champion when a registry with versions exists, else the shipped
-    base model; ``models:/product-code-recognizer@ALIAS`` or ``/VERSION``: that registry version
-    (downloaded once under ``TAGLOOP_HOME/cache/models``); anything else: a local model directory.
-    """
-    settings = settings or Settings.from_env()
-    if ref in (None, "", "champion"):
-        if registry_configured(settings):
-            from loop.registry import resolve_registry_model
-
-            found = resolve_registry_model("champion", settings.home)
-            if found:
-                return found
-        return base_model_dir()
-    if ref.startswith("models:/"):
-        from loop.registry import resolve_registry_model
-
-        if not registry_configured(settings):
-            raise ValueError(f"{ref}: no MLflow registry under {settings.home} and MLFLOW_TRACKING_URI is not set")
-        found = resolve_registry_model(ref, settings.home)
-        if not found:
-            raise ValueError(f"{ref}: no such registered model version")
-        return found
-    if not os.path.isdir(ref):
-        raise FileNotFoundError(f"{ref}: model directory not found")
-    return ref
+def new_run_id(kind: str) -> str:
+    """``<kind>-YYYYMMDDTHHMMSSZ-<6 hex>``: sortable, unique, a valid report folder name."""
+    return f"{kind}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"

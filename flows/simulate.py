@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from ingest.corrections import CORRECTIONS, write_correction
-from ingest.storage import Storage
+from bucket.storage import Storage
 
 # A new source of crops: box-end labels in a warehouse, ink-jet dot-matrix print (never rendered
 # for the base model), a fixed camera (little tilt, blur or low resolution): RenderConfig overrides.

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from ingest.storage import ObjectInfo, Storage, is_unsafe_name
+from bucket.storage import ObjectInfo, Storage, is_unsafe_name
 
 CORRECTIONS = "corrections/"
 LEGACY = "legacy/"

@@ -19,8 +19,8 @@ import re
 
 import pandas as pd
 
-from ingest.storage import Storage
-from monitoring.features import hamming
+from bucket.storage import Storage
+from crops.features import hamming
 
 NEAR_DUP_BITS = 6
 MANIFEST_COLUMNS = [

@@ -23,10 +23,11 @@ import pandas as pd
 
 from ingest import dataset, review
 from ingest.corrections import CORRECTIONS, LEGACY, Item, group_objects
-from ingest.state import IngestState, load_state, save_state, start_run
-from ingest.storage import Storage, is_unsafe_name
+from ingest.state import IngestState, start_run
+from bucket.storage import Storage, is_unsafe_name
 from ingest.table import Loaded, add_uniqueness, load_items, plain
-from ingest.validate import MAX_LABEL, MIN_LABEL, ValidationOutcome, label_regex, results_json, run_suite
+from ingest.validate import (MAX_LABEL, MIN_LABEL, ValidationOutcome, extra_label_chars, label_regex, results_json,
+                             run_suite)
 
 
 class ValidationFailed(RuntimeError):
@@ -35,10 +36,18 @@ class ValidationFailed(RuntimeError):
 
 @dataclass
 class IngestConfig:
-    max_failed_share: float = 0.5    # fail the run when quarantined / new exceeds this
-    heldout_share: float = 0.2       # share of new product codes assigned to the held-out split
-    min_age_s: float = 600.0         # orphan images/sidecars younger than this wait for their partner
+    max_failed_share: float = field(default=0.5, metadata={
+        "help": "fail the run (commit nothing) when more than this share of new crops fails validation"})
+    heldout_share: float = field(default=0.2, metadata={"help": "share of new product codes held out"})
+    min_age_s: float = field(default=600.0, metadata={
+        "help": "seconds an image without sidecar (or the reverse) waits before it is quarantined"})
     docs_dir: str | None = None      # local dir for GX Data Docs (None: no HTML)
+    extra_chars: str = field(default="", metadata={
+        "help": "characters labels may use beyond 0-9A-Z -./:()# (TAGLOOP_EXTRA_CHARS; the fine-tune appends them "
+                "to the charset)"})
+
+    def __post_init__(self) -> None:
+        self.extra_chars = extra_label_chars(self.extra_chars)
 
 
 @dataclass
@@ -97,7 +106,7 @@ def _champion_read(reader: review.Reader | None, keys: list[str], loaded: Loaded
     return dict(zip(keys, reader([loaded.arrays[k] for k in keys])))
 
 
-def _apply_decisions(storage: Storage, state: IngestState) -> tuple[list[dict], list[dict]]:
+def _apply_decisions(storage: Storage, state: IngestState, extra_chars: str = "") -> tuple[list[dict], list[dict]]:
     """Pending review items with a labeler decision -> (released rows, rejected rows)."""
     released, rejected = [], []
     for key, d in review.read_decisions(storage).items():
@@ -108,7 +117,7 @@ def _apply_decisions(storage: Storage, state: IngestState) -> tuple[list[dict], 
             rejected.append(state.pending_review.pop(key))
             continue
         label = d.get("label") if d["decision"] == "relabel" else row["label"]
-        if not isinstance(label, str) or not (MIN_LABEL <= len(label) <= MAX_LABEL and re.match(label_regex(), label)):
+        if not isinstance(label, str) or not (MIN_LABEL <= len(label) <= MAX_LABEL and re.match(label_regex(extra_chars), label)):
             continue    # an unusable relabel keeps the item pending
         released.append({**state.pending_review.pop(key), "label": label})
     return released, rejected
@@ -147,7 +156,7 @@ def run_ingest(storage: Storage, cfg: IngestConfig | None = None, reader: review
     """One incremental ingest over ``storage``; see the module docstring for the write order."""
     cfg = cfg or IngestConfig()
     storage.check()
-    state = load_state(storage)
+    state = IngestState.load(storage)
     run_id = start_run(storage, state)
     items, n_deferred, listing = pending_items(storage, state, cfg)
     manifest = dataset.read_manifest(storage, state.dataset_version)
@@ -160,8 +169,9 @@ def run_ingest(storage: Storage, cfg: IngestConfig | None = None, reader: review
     if n_new and n_bad / n_new > cfg.max_failed_share:
         raise ValidationFailed(
             f"{n_bad}/{n_new} new corrections failed validation (limit {cfg.max_failed_share:.0%}): "
-            f"{dict(batch.q_reasons)}; see {storage.uri(f'quarantine/{run_id}/')} -- nothing was committed (fix the upload path, or raise --max-failed-share to accept the batch)")
-    released, rejected = _apply_decisions(storage, state)
+            f"{dict(batch.q_reasons)}; see {storage.uri(f'quarantine/{run_id}/')} -- nothing was committed "
+            "(fix the upload path, or raise --max-failed-share to accept the batch)")
+    released, rejected = _apply_decisions(storage, state, cfg.extra_chars)
     for row in rejected:
         quarantine(storage, run_id, row, ["rejected_in_review"], {})
     state.pending_review.update(batch.held)
@@ -185,7 +195,7 @@ def validate_batch(storage: Storage, items: list[Item], listing: list, manifest:
     known.update({r["content_hash"]: r["label"] for r in state.pending_review.values()})
     table = add_uniqueness(loaded.rows, known) if loaded.rows else pd.DataFrame()
     docs_dir = os.path.join(cfg.docs_dir, run_id) if cfg.docs_dir else None
-    outcome = run_suite(table, run_id, docs_dir)
+    outcome = run_suite(table, run_id, docs_dir, extra_chars=cfg.extra_chars)
     rows = [plain(r) for r in table.to_dict("records")]
     return Batch(run_id, rows, outcome.reasons, loaded, outcome, docs_dir)
 
@@ -213,7 +223,7 @@ def _commit(storage: Storage, state: IngestState, batch: Batch, summary: IngestS
         state.processed[row["sample_id"]] = {"outcome": outcome, "run": batch.run_id}
     state.dataset_version, state.last_run_id = summary.dataset_version, batch.run_id
     state.history.append(json.loads(summary.to_json()))
-    save_state(storage, state)
+    state.save(storage)
 
 
 def _quarantine_all(storage: Storage, batch: Batch) -> None:

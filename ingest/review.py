@@ -20,8 +20,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ingest.storage import ObjectNotFound, Storage
-from recognizer.formats import matches_known_format
+from bucket.storage import ObjectNotFound, Storage
+from crops.codes import matches_known_format
 from recognizer.metrics import exact_match
 
 CONFIDENT = 0.95

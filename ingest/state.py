@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, ClassVar
 
-from ingest.storage import ObjectNotFound, Storage
+from bucket.state import JsonState, read_json, write_json
+from bucket.storage import Storage
 
-STATE = "state/ingest/state.json"
 CURRENT = "state/ingest/current_run.json"
 
 
 @dataclass
-class IngestState:
+class IngestState(JsonState):
+    KEY: ClassVar[str] = "state/ingest/state.json"
+
     processed: dict[str, dict[str, Any]] = field(default_factory=dict)       # key -> {outcome, run}
     pending_review: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> manifest row + review info
     dataset_version: str | None = None
@@ -30,28 +32,14 @@ class IngestState:
     history: list[dict[str, Any]] = field(default_factory=list)              # last run summaries
 
 
-def load_state(storage: Storage) -> IngestState:
-    try:
-        doc = json.loads(storage.read(STATE))
-    except ObjectNotFound:
-        return IngestState()
-    return IngestState(**{k: doc[k] for k in IngestState.__dataclass_fields__ if k in doc})
-
-
-def save_state(storage: Storage, state: IngestState) -> None:
-    state.history = state.history[-50:]
-    storage.write(STATE, json.dumps(asdict(state), sort_keys=True, default=str).encode(), "application/json")
-
-
 def start_run(storage: Storage, state: IngestState) -> str:
     """Resume the unfinished run's id if there is one, else start a new run id."""
     try:
-        current = json.loads(storage.read(CURRENT)).get("run_id")
-    except (ObjectNotFound, json.JSONDecodeError):
+        current = (read_json(storage, CURRENT) or {}).get("run_id")
+    except json.JSONDecodeError:
         current = None
     if current and current != state.last_run_id:
         return current
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
-    storage.write(CURRENT, json.dumps({"run_id": run_id, "started_at": datetime.now(timezone.utc).isoformat()}).encode(),
-                  "application/json")
+    write_json(storage, CURRENT, {"run_id": run_id, "started_at": datetime.now(timezone.utc).isoformat()})
     return run_id

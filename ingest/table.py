@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from ingest.corrections import Item, apply_sidecar
-from ingest.storage import ObjectInfo, Storage
-from monitoring.features import crop_features
+from bucket.storage import ObjectInfo, Storage
+from crops.features import crop_features
 from recognizer.tokenizer import normalize_label
 
 MAX_OBJECT_BYTES = 50_000_000     # crops bigger than this are not even downloaded

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 BASE_LABEL_CHARS = r"0-9A-Z \-./:()#"
-LABEL_REGEX = rf"^[{BASE_LABEL_CHARS}]*$"      # the default; label_regex() adds TAGLOOP_EXTRA_CHARS
+LABEL_REGEX = rf"^[{BASE_LABEL_CHARS}]*$"      # the default; label_regex(extra) adds IngestConfig.extra_chars
 MIN_LABEL, MAX_LABEL = 5, 21
 MIN_SIDE, MAX_SIDE = 8, 4000
 MIN_ASPECT, MAX_ASPECT = 1 / 25, 25.0
@@ -33,21 +33,20 @@ class ValidationOutcome:
     results: dict[str, Any] = field(default_factory=dict)   # GX validation result, JSON-ready
 
 
-def extra_label_chars(extra: str | None = None) -> str:
-    """Characters admitted beyond the base set: ``extra`` or ``TAGLOOP_EXTRA_CHARS`` (e.g. ``+&``)."""
-    extra = os.environ.get("TAGLOOP_EXTRA_CHARS", "") if extra is None else extra
+def extra_label_chars(extra: str = "") -> str:
+    """Characters admitted beyond the base set (``TAGLOOP_EXTRA_CHARS``, e.g. ``+&``), checked, each once."""
     bad = [c for c in extra if not c.isprintable() or c.isspace()]
     if bad:
         raise ValueError(f"TAGLOOP_EXTRA_CHARS: only printable, non-space characters can be admitted, got {bad!r}")
     return "".join(dict.fromkeys(extra))
 
 
-def label_regex(extra: str | None = None) -> str:
+def label_regex(extra: str = "") -> str:
     """Regex of an allowed label: the base charset plus ``extra_label_chars(extra)``."""
     return rf"^[{BASE_LABEL_CHARS}{''.join(re.escape(c) for c in extra_label_chars(extra))}]*$"
 
 
-def _expectations(now: datetime) -> list:
+def _expectations(now: datetime, extra: str = "") -> list:
     import great_expectations.expectations as gxe
 
     latest = (now + timedelta(days=1)).timestamp()
@@ -58,7 +57,7 @@ def _expectations(now: datetime) -> list:
         gxe.ExpectColumnValuesToBeBetween(column="height", min_value=MIN_SIDE, max_value=MAX_SIDE, meta={"reason": "bad_dimensions"}),
         gxe.ExpectColumnValuesToBeBetween(column="aspect", min_value=MIN_ASPECT, max_value=MAX_ASPECT, meta={"reason": "bad_aspect"}),
         gxe.ExpectColumnValuesToBeBetween(column="contrast", min_value=MIN_CONTRAST, meta={"reason": "blank_image"}),
-        gxe.ExpectColumnValuesToMatchRegex(column="label", regex=label_regex(), meta={"reason": "label_charset"}),
+        gxe.ExpectColumnValuesToMatchRegex(column="label", regex=label_regex(extra), meta={"reason": "label_charset"}),
         gxe.ExpectColumnValueLengthsToBeBetween(column="label", min_value=MIN_LABEL, max_value=MAX_LABEL, meta={"reason": "label_length"}),
         gxe.ExpectColumnValuesToBeBetween(column="confidence", min_value=0.0, max_value=1.0, meta={"reason": "confidence_range"}),
         gxe.ExpectColumnValuesToNotBeNull(column="created_ts", meta={"reason": "timestamp_missing"}),
@@ -87,8 +86,9 @@ def _context(docs_dir: str | None):
 
 
 def run_suite(table: pd.DataFrame, run_id: str, docs_dir: str | None = None,
-              now: datetime | None = None) -> ValidationOutcome:
-    """Validate ``table`` (one row per new crop). Data Docs HTML goes to ``docs_dir`` when given."""
+              now: datetime | None = None, extra_chars: str = "") -> ValidationOutcome:
+    """Validate ``table`` (one row per new crop). Data Docs HTML goes to ``docs_dir`` when given;
+    ``extra_chars``: characters labels may use beyond the code charset."""
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
 
@@ -97,7 +97,7 @@ def run_suite(table: pd.DataFrame, run_id: str, docs_dir: str | None = None,
     ctx = _context(docs_dir)
     batch = ctx.data_sources.add_pandas("ingest").add_dataframe_asset("crops").add_batch_definition_whole_dataframe("all")
     suite = ctx.suites.add(gx.ExpectationSuite(name="corrections"))
-    for i, e in enumerate(_expectations(now or datetime.now(timezone.utc))):
+    for i, e in enumerate(_expectations(now or datetime.now(timezone.utc), extra_chars)):
         e.meta = {**(e.meta or {}), "order": i}
         suite.add_expectation(e)
     vd = ctx.validation_definitions.add(gx.ValidationDefinition(name="corrections", data=batch, suite=suite))

@@ -17,6 +17,7 @@ from typing import Callable
 
 import numpy as np
 
+from crops.image import decode_image
 from recognizer.metrics import TextMatch, exact_match
 
 REGRESSION = "regression"
@@ -28,23 +29,30 @@ class SetMismatch(ValueError):
 
 @dataclass
 class GateConfig:
-    margin: float = 0.005               # challenger must beat the champion overall by this much (absolute)
+    margin: float = field(default=0.005, metadata={"help": "exact-match margin the challenger must win by overall"})
     set_tolerance: float = 0.02         # largest drop allowed on any one evaluation set
-    slice_tolerance: float = 0.03       # largest drop allowed on any slice of >= min_slice_n crops
+    slice_tolerance: float = field(default=0.03, metadata={
+        "help": "largest exact-match drop allowed on a slice of >= min_slice_n crops"})
     min_slice_n: int = 20               # smaller slices are reported, not checked (too noisy)
     slice_p: float | None = 0.05        # a slice drop counts only when a sign test says it is not chance
-    regression_tolerance: float = 0.005  # largest drop allowed on the frozen regression suite
+    regression_tolerance: float = field(default=0.005, metadata={
+        "help": "largest exact-match drop allowed on the synthetic regression suite (and on the fine-tune's "
+                "anchor when it chooses a blend)"})
 
 
 @dataclass
 class EvalData:
-    """One evaluation set: aligned ids, labels, encoded image bytes and slice columns."""
+    """One evaluation set: aligned ids, labels, encoded image bytes and slice columns.
+
+    ``arrays()`` decodes the crops once (``crops.image``); both models and the report read those.
+    """
 
     name: str
     ids: list[str]
     labels: list[str]
     images: list[bytes]
     slices: dict[str, list[str]] = field(default_factory=dict)
+    _arrays: list[np.ndarray] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -57,6 +65,12 @@ class EvalData:
         for i, lab, img in zip(self.ids, self.labels, self.images):
             h.update(f"{i}\0{lab}\0{hashlib.sha256(img).hexdigest()}\n".encode())
         return f"{len(self.ids)}:{h.hexdigest()[:20]}"
+
+    def arrays(self) -> list[np.ndarray]:
+        """The crops decoded (H x W x 3 uint8 RGB), once per set."""
+        if self._arrays is None:
+            self._arrays = [decode_image(b) for b in self.images]
+        return self._arrays
 
 
 @dataclass
@@ -77,14 +91,14 @@ class SetScore:
         return tm.summary()
 
 
-Reader = Callable[[list[bytes]], list[tuple[str, float]]]
+Reader = Callable[[EvalData], list[tuple[str, float]]]
 
 
 def score_sets(read: Reader, sets: list[EvalData]) -> dict[str, SetScore]:
-    """Read every set with ``read`` (encoded images -> [(text, confidence)])."""
+    """Read every set with ``read`` (a set -> [(text, confidence)] per crop, in order)."""
     out = {}
     for s in sets:
-        preds = read(s.images) if s.images else []
+        preds = read(s) if s.images else []
         out[s.name] = SetScore(s.name, s.fingerprint(), list(s.labels), [p for p, _ in preds],
                                [float(c) for _, c in preds], dict(s.slices))
     return out
@@ -213,28 +227,3 @@ def force(decision: GateDecision, by: str) -> GateDecision:
     if not by.strip():
         raise ValueError("--force needs the name of the person deciding (--forced-by)")
     return GateDecision(True, f"forced by {by}; the gate said: {decision.reason}", decision.checks, by)
-
-
-def length_band(label: str) -> str:
-    n = len(label)
-    return "5-7" if n <= 7 else "8-10" if n <= 10 else "11-14" if n <= 14 else "15+"
-
-
-def image_condition(brightness: float, contrast: float, blur: float, height: float) -> str:
-    """Coarse condition of a real crop from its stored features (real crops carry no render tags).
-
-    Thresholds (grey levels 0-255, Laplacian variance, pixels) mirror the synthetic conditions:
-    dark label -> inverted, low grey std -> low_contrast, small -> low_res, soft -> blurred.
-    """
-    vals = np.array([brightness, contrast, blur, height], dtype=float)
-    if np.isnan(vals).any():
-        return "unknown"
-    if brightness < 90:
-        return "inverted"
-    if contrast < 30:
-        return "low_contrast"
-    if height < 20:
-        return "low_res"
-    if blur < 60:
-        return "blurred"
-    return "clean"

@@ -11,7 +11,6 @@ plan are recorded with the run.
 from __future__ import annotations
 
 import hashlib
-import multiprocessing as mp
 import random
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -20,13 +19,15 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from loop.gate import image_condition
+from crops.codes import format_family
+from crops.image import CropError, decode_image, to_gray
+from crops.slices import conditions
 from recognizer.metrics import exact_match
-from recognizer.preprocess import CropError, decode_image, resize_height, to_gray
-from recognizer.synthdata import Pool
+from recognizer.preprocess import resize_height
+from recognizer.pool import Pool
 from recognizer.tokenizer import DEFAULT_CHARSET
 
-# coarse condition (loop.gate.image_condition) -> RenderConfig probability it raises
+# coarse condition (crops.slices.image_condition) -> RenderConfig probability it raises
 CONDITION_KNOBS = {"inverted": "p_inverted", "low_contrast": "p_low_contrast", "low_res": "p_low_res",
                    "blurred": "p_blur"}
 
@@ -35,17 +36,18 @@ CONDITION_KNOBS = {"inverted": "p_inverted", "low_contrast": "p_low_contrast", "
 class MixConfig:
     """Shares of the training mix (normalised) and how synthetic crops are chosen."""
 
-    new: float = 0.5              # new accepted corrections (all of them are used)
-    replay: float = 0.25          # earlier real train rows, sampled without replacement
-    synthetic: float = 0.25       # freshly rendered crops
-    targeted: float = 0.7         # share of synthetic crops that follow the champion's errors
-    min_synthetic: int = 2000     # at least this many unique synthetic crops (real rows repeat to keep the shares)
+    new: float = field(default=0.5, metadata={"help": "share of new corrections in the training mix (all are used)"})
+    replay: float = field(default=0.25, metadata={"help": "share of replayed earlier real crops"})
+    synthetic: float = field(default=0.25, metadata={"help": "share of freshly rendered synthetic crops"})
+    targeted: float = field(default=0.7, metadata={"help": "share of synthetic crops aimed at the champion's errors"})
+    min_synthetic: int = field(default=2000, metadata={
+        "help": "at least this many unique synthetic crops (real rows repeat to keep the shares)"})
     max_synthetic: int = 20_000
     val_share: float = 0.15       # share of new codes kept out of training for early stopping
     min_val: int = 60             # validation crops (topped up with synthetic ones)
     anchor: int = 1500            # suite-like renders the blend is chosen on (loop.mix.render_anchor; 0: no blending)
-    seed: int = 0
-    workers: int = 1              # rendering processes
+    seed: int = field(default=0, metadata={"help": "seed of the mix and its rendering"})
+    workers: int = field(default=2, metadata={"help": "rendering processes"})
 
     def __post_init__(self) -> None:
         shares = (self.new, self.replay, self.synthetic)
@@ -73,7 +75,6 @@ def _rate_table(keys: list[str], wrong: list[bool]) -> dict[str, dict]:
 
 def plan_targets(new_rows: pd.DataFrame, boost: float = 3.0) -> TargetPlan:
     """Error rates of the champion on ``new_rows`` -> family weights, condition knobs, characters."""
-    from monitoring.table import format_family
     from synth.grammar import DEFAULT_MIX
     from synth.render import RenderConfig
 
@@ -81,8 +82,7 @@ def plan_targets(new_rows: pd.DataFrame, boost: float = 3.0) -> TargetPlan:
     labels = [str(x) for x in rows["label"]] if len(rows) else []
     wrong = [not exact_match(str(p), lab) for p, lab in zip(rows.get("champion_prediction", []), labels)]
     fams = _rate_table([format_family(lab) for lab in labels], wrong)
-    conds = _rate_table([image_condition(*r) for r in rows[["brightness", "contrast", "blur", "height"]]
-                         .astype(float).itertuples(index=False)] if len(rows) else [], wrong)
+    conds = _rate_table(conditions(rows), wrong)
     chars = _rate_table([c for lab in labels for c in set(lab)],
                         [w for lab, w in zip(labels, wrong) for _ in set(lab)])
     mix = {f: w * (1 + boost * fams.get(f, {}).get("error_rate", 0.0)) for f, w in DEFAULT_MIX.items()}
@@ -162,12 +162,10 @@ def render_synthetic(n: int, seed: int, plan: TargetPlan | None, workers: int = 
     """``n`` synthetic crops (deterministic for ``seed``), following ``plan`` when given."""
     plan_dict = asdict(plan) if plan else None
     jobs = [(seed * 1_000_003 + i, min(chunk, n - i * chunk), plan_dict) for i in range((n + chunk - 1) // chunk)]
-    if workers > 1 and len(jobs) > 1:
-        with mp.get_context("spawn").Pool(workers) as p:
-            parts = p.map(_render_chunk, jobs)
-    else:
-        parts = [_render_chunk(j) for j in jobs]
-    return Pool._pack([g for gs, _ in parts for g in gs], [lab for _, ls in parts for lab in ls], 32)
+    from synth.pools import run_shards
+
+    parts = run_shards(_render_chunk, jobs, workers)
+    return Pool.pack([g for gs, _ in parts for g in gs], [lab for _, ls in parts for lab in ls], 32)
 
 
 def pool_from_rows(rows: pd.DataFrame, read: Callable[[str], bytes]) -> Pool:
@@ -179,7 +177,7 @@ def pool_from_rows(rows: pd.DataFrame, read: Callable[[str], bytes]) -> Pool:
         except CropError as e:      # ingest validated these; a crop changed since is a hard error
             raise CropError(f"{obj}: {e}") from None
         labels.append(str(lab))
-    return Pool._pack(grays, labels, 32)
+    return Pool.pack(grays, labels, 32)
 
 
 def _is_val(code_key: str, share: float) -> bool:

@@ -47,7 +47,7 @@ class RecognizerModel(mlflow.pyfunc.PythonModel):
         self.predictor = Predictor(context.artifacts[ARTIFACT_KEY])
 
     def predict(self, context, model_input, params=None):  # untyped: MLflow would infer a schema from hints
-        from recognizer.preprocess import CropError, decode_image
+        from crops.image import CropError, decode_image
 
         if not isinstance(model_input, pd.DataFrame) or "image" not in model_input.columns:
             raise ValueError("input must be a DataFrame with a column 'image' (encoded crop bytes)")

@@ -217,3 +217,32 @@ def resolve_registry_model(ref: str, home: str) -> str | None:
     registry = Registry(name)
     version = registry.alias(value) if kind == "alias" else value if value in registry.versions() else None
     return registry.download(version, os.path.join(home, "cache", "models")) if version else None
+
+
+def registry_configured(home: str) -> bool:
+    """A remote tracking server is set, or the embedded MLflow store exists (resolving never creates one)."""
+    return bool(os.environ.get("MLFLOW_TRACKING_URI")) or os.path.isfile(os.path.join(home, "mlflow", "mlflow.db"))
+
+
+def resolve_model(ref: str | None, home: str) -> str:
+    """REF -> local artifact directory (``home``: ``TAGLOOP_HOME``, where the embedded registry lives).
+
+    ``champion``: the registry's champion when a registry with versions exists, else the shipped
+    base model; ``models:/product-code-recognizer@ALIAS`` or ``/VERSION``: that registry version
+    (downloaded once under ``TAGLOOP_HOME/cache/models``); anything else: a local model directory.
+    """
+    from recognizer.checkpoint import base_model_dir
+
+    if ref in (None, "", "champion"):
+        found = resolve_registry_model("champion", home) if registry_configured(home) else None
+        return found or base_model_dir()
+    if ref.startswith("models:/"):
+        if not registry_configured(home):
+            raise ValueError(f"{ref}: no MLflow registry under {home} and MLFLOW_TRACKING_URI is not set")
+        found = resolve_registry_model(ref, home)
+        if not found:
+            raise ValueError(f"{ref}: no such registered model version")
+        return found
+    if not os.path.isdir(ref):
+        raise FileNotFoundError(f"{ref}: model directory not found")
+    return ref

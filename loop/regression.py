@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from loop.gate import REGRESSION, EvalData, length_band
+from crops.slices import length_band
+from loop.gate import REGRESSION, EvalData
 
 SUITE_VERSION = 1
 CONDITIONS = ("clean", "rotated", "inverted", "low_contrast", "colored", "low_res", "blurred",

@@ -13,7 +13,7 @@ from evidently.sdk.models import PanelMetric
 from evidently.sdk.panels import line_plot_panel
 from evidently.ui.workspace import Project, Workspace
 
-from ingest.storage import Storage
+from bucket.storage import Storage
 
 PROJECT = "tagloop"
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".json": "application/json"}

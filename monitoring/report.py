@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 from evidently.core.report import Snapshot
 
-from ingest.storage import Storage
+from bucket.storage import Storage
 from monitoring.accuracy import EvalSet, accuracy_snapshot, accuracy_summary
 from monitoring.alerts import AlertConfig, alert_summary
 from monitoring.drift import DriftConfig, run_drift

@@ -1,20 +1,19 @@
 """One feature row per crop: the table the drift report compares across nights.
 
-Image columns come from ``monitoring.features`` (the same numbers ingest stores
+Image columns come from ``crops.features`` (the same numbers ingest stores
 in the dataset manifest, so a manifest is reused as is and nothing is decoded
 twice); label columns are derived from the final label; ``confidence`` and
 ``corrected`` come from the serving app's sidecar.
 """
 from __future__ import annotations
 
-import re
 from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from recognizer.formats import KNOWN_FORMATS
-from monitoring.features import char_classes, digit_share, image_stats
+from crops.codes import format_family
+from crops.features import char_classes, digit_share, image_stats
 from recognizer.metrics import exact_match
 
 IMAGE_FEATURES = ["width", "height", "aspect", "brightness", "contrast", "blur"]
@@ -22,15 +21,6 @@ NUMERIC_FEATURES = IMAGE_FEATURES + ["label_length", "digit_share", "confidence"
 CATEGORICAL_FEATURES = ["format_family", "char_classes", "corrected"]
 FEATURES = NUMERIC_FEATURES + CATEGORICAL_FEATURES
 CONTEXT_COLUMNS = ["sample_id", "label", "predicted_label"]   # carried along, never drift-tested
-
-_FAMILIES = [(name, re.compile(f"^(?:{pattern})$")) for name, pattern in KNOWN_FORMATS.items()]
-
-
-def format_family(label: str | None) -> str:
-    """First brand family of ``recognizer.formats.KNOWN_FORMATS`` whose regex matches; ``unknown`` if none."""
-    text = label or ""
-    return next((name for name, rx in _FAMILIES if rx.match(text)), "unknown")
-
 
 def corrected_flag(predicted: str | None, label: str | None) -> str | None:
     """``yes`` when the user changed the prediction (not an exact match), ``no`` when accepted, None if unknown."""

@@ -15,11 +15,11 @@ import pandas as pd
 
 from ingest import dataset
 from ingest.corrections import CORRECTIONS, group_objects
-from ingest.state import load_state
-from ingest.storage import Storage
+from ingest.state import IngestState
+from bucket.layout import check_day
+from bucket.storage import Storage
 from ingest.table import load_items
 from monitoring.table import table_from_manifest
-from scoring.incoming import check_day
 
 
 @dataclass
@@ -34,7 +34,7 @@ class Window:
 
 def reference_window(storage: Storage) -> Window:
     """Features of the current dataset version (empty before the first ingest)."""
-    version = load_state(storage).dataset_version
+    version = IngestState.load(storage).dataset_version
     manifest = dataset.read_manifest(storage, version)
     return Window(table_from_manifest(manifest), version, len(manifest))
 
@@ -46,7 +46,7 @@ def _day(key: str) -> str:
 def current_window(storage: Storage, since: str | None = None) -> Window:
     """Features of corrections not yet in a dataset version (or dated on/after ``since``)."""
     check_day(since)
-    processed = load_state(storage).processed
+    processed = IngestState.load(storage).processed
     items = [i for i in group_objects(storage.list(CORRECTIONS)) if i.source == "correction"]
     items = [i for i in items if (_day(i.key) >= since if since else i.key not in processed)]
     skipped: dict[str, int] = {}

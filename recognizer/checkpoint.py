@@ -1,8 +1,10 @@
 """Self-contained model artifacts: ``model.safetensors`` + ``config.json``. No pickles."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from recognizer.tokenizer import CTCTokenizer
@@ -13,6 +15,11 @@ if TYPE_CHECKING:                       # torch is imported where weights are to
     from recognizer.model import CRNN
 
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
+
+
+def base_model_dir() -> str:
+    """The base model shipped inside the ``recognizer`` package (``recognizer/base_model``)."""
+    return str(resources.files("recognizer") / "base_model")
 
 
 def save_model(model: CRNN, tokenizer: CTCTokenizer, path: str, meta: dict[str, Any] | None = None) -> str:
@@ -29,6 +36,15 @@ def save_model(model: CRNN, tokenizer: CTCTokenizer, path: str, meta: dict[str, 
         json.dump(cfg, f, indent=2)
     os.replace(tmp, os.path.join(path, CONFIG))
     return path
+
+
+def weights_sha256(path: str) -> str:
+    """sha256 (hex) of an artifact's weights file: what makes two artifacts the same model."""
+    h = hashlib.sha256()
+    with open(os.path.join(path, WEIGHTS), "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def read_config(path: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from torch.utils.data import Dataset, Sampler
 
 from recognizer.photo import photo_augment
 from recognizer.preprocess import MAX_WIDTH, MIN_WIDTH, batch_tensor
-from recognizer.synthdata import Pool
+from recognizer.pool import Pool
 from recognizer.tokenizer import CTCTokenizer
 
 

@@ -12,7 +12,6 @@ by ``recognizer.predict.Predictor``, not here.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from recognizer.checkpoint import weights_sha256
 from recognizer.decode import greedy_decode
 from recognizer.preprocess import batch_tensor, width_batches
 from recognizer.tokenizer import CTCTokenizer
@@ -28,15 +28,6 @@ from recognizer.tokenizer import CTCTokenizer
 ONNX_FILES = ("model.onnx", "model.adapted.onnx")   # path 0, path 1
 ONNX_INDEX = "onnx.json"                            # the weights the graphs were exported from
 Reading = tuple[str, float, float]                  # text, confidence, P(upside down)
-
-
-def weights_sha256(model_dir: str) -> str:
-    """sha256 of the artifact's weights file: what makes two artifacts the same model."""
-    h = hashlib.sha256()
-    with open(os.path.join(model_dir, "model.safetensors"), "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _threads() -> int:

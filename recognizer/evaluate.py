@@ -8,7 +8,7 @@ from recognizer.decode import greedy_decode
 from recognizer.metrics import TextMatch
 from recognizer.model import CRNN
 from recognizer.preprocess import batch_tensor, width_batches
-from recognizer.synthdata import Pool
+from recognizer.pool import Pool
 from recognizer.tokenizer import CTCTokenizer
 
 

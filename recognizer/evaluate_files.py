@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 import os
 
-from recognizer.metrics import TextMatch, exact_match
+from recognizer.metrics import TextMatch
 from recognizer.predict import Predictor
 
 MAX_TABLE_VALUES = 12   # slice columns with more distinct values stay in the JSON only

@@ -16,7 +16,8 @@ regression suite, read by the serving predictor) the result is a point on the li
 and ``best/`` (weight-space ensembling, as in WiSE-FT): for each ``alpha`` in
 ``FinetuneConfig.interpolate`` the blend ``(1 - alpha) * champion + alpha * best`` is
 scored on the validation and anchor pools, and the blend with the best validation exact
-match among those whose anchor exact match stays within ``anchor_tolerance`` of the
+match among those whose anchor exact match stays within ``anchor_tolerance`` (the caller's
+allowance for regression: the learning cycle passes its gate's ``regression_tolerance``) of the
 champion's is kept (alpha 0, the champion itself, always qualifies). The result is then
 ``final/``.
 """
@@ -32,7 +33,7 @@ import torch
 from recognizer.checkpoint import load_model, read_config, save_model
 from recognizer.evaluate import evaluate_pool
 from recognizer.model import CRNN, ModelConfig
-from recognizer.synthdata import Pool
+from recognizer.pool import Pool
 from recognizer.tokenizer import CTCTokenizer
 from recognizer.train import Distill, TrainConfig, fit, pick_device, seed_everything, torch_threads
 
@@ -42,8 +43,8 @@ class FinetuneConfig:
     """Fine-tuning recipe; ``train.steps`` is the LR schedule, early stopping may end it sooner."""
 
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=250, batch_size=64, lr=2e-3, warmup=30, eval_every=100, ckpt_every=100, workers=0))
-    patience: int = 3              # evaluations without improvement before stopping
+        steps=250, batch_size=64, lr=2e-3, warmup=25, eval_every=100, ckpt_every=100, workers=0))
+    patience: int = field(default=3, metadata={"help": "validation checks without improvement before stopping"})
     min_delta: float = 0.0         # improvement in validation exact match that counts
     max_batch_pixels: int = 64 * 32 * 512   # padded pixels per batch (wide crops -> smaller batches)
     new_row_bias: float = -8.0     # bias of appended output rows (keeps old readings unchanged)
@@ -52,7 +53,6 @@ class FinetuneConfig:
                                    # Off by default: with adapters the base path already keeps the champion's
                                    # readings, and distillation held the adapters back (loop/README.md)
     interpolate: tuple[float, ...] = (1.0, 0.5)   # blends tried with an anchor pool (and 0)
-    anchor_tolerance: float = 0.005  # allowed anchor exact-match drop vs the champion (the gate's regression tolerance)
     trainable: str = "adapter"     # "adapter": only adapters (added when the champion has none) and new charset
                                    # rows learn; "cnn": the convolutional front end; "all"
     adapter: int = 16              # bottleneck channels of adapters a fine-tune adds (trainable="adapter")
@@ -219,29 +219,31 @@ def choose_blend(champion: CRNN, tuned: CRNN, tok: CTCTokenizer, val_pool, ancho
 
 def finetune(init_dir: str, train_pool: Pool, val_pool: Pool, cfg: FinetuneConfig, out_dir: str,
              meta: dict | None = None, on_eval: Callable[[dict], None] | None = None,
-             log: Callable[[str], None] = print, anchor=None) -> FinetuneResult:
+             log: Callable[[str], None] = print, anchor=None, anchor_tolerance: float = 0.0) -> FinetuneResult:
     """Warm start from the artifact ``init_dir``, train on ``train_pool``, keep the best on ``val_pool``.
 
     Characters in the training labels that the champion lacks are appended to its charset.
     A second call with the same ``out_dir`` resumes from the last checkpoint. With ``anchor``
     (a ``Pool``, or full-size crops with ``images`` and ``labels``) the result is the chosen
-    blend of champion and best (module docstring). Deterministic for the same inputs and
-    ``cfg`` on one machine: seeded, and run with ``cfg.train.threads`` torch threads.
+    blend of champion and best, losing at most ``anchor_tolerance`` exact match on the anchor
+    (module docstring). Deterministic for the same inputs and ``cfg`` on one machine: seeded, and
+    run with ``cfg.train.threads`` torch threads.
     """
     with torch_threads(cfg.train.threads):
-        return _finetune(init_dir, train_pool, val_pool, cfg, out_dir, meta, on_eval, log, anchor)
+        return _finetune(init_dir, train_pool, val_pool, cfg, out_dir, meta, on_eval, log, anchor, anchor_tolerance)
 
 
 def _finetune(init_dir: str, train_pool: Pool, val_pool: Pool, cfg: FinetuneConfig, out_dir: str,
               meta: dict | None, on_eval: Callable[[dict], None] | None, log: Callable[[str], None],
-              anchor) -> FinetuneResult:
+              anchor, anchor_tolerance: float) -> FinetuneResult:
     t0 = time.time()
     seed_everything(cfg.train.seed)
     if cfg.trainable not in TRAINABLE:
         raise ValueError(f"FinetuneConfig.trainable: one of {sorted(TRAINABLE)}, not {cfg.trainable!r}")
     added = chars_missing(CTCTokenizer(read_config(init_dir)["charset"]), train_pool.labels + val_pool.labels)
     model, tok = _warm_start(init_dir, added, cfg)
-    meta = {**(meta or {}), "init": init_dir, "added_chars": added, "finetune": asdict(cfg)}
+    meta = {**(meta or {}), "init": init_dir, "added_chars": added, "finetune": asdict(cfg),
+            "anchor_tolerance": anchor_tolerance}
     best_dir, ckpt_dir = os.path.join(out_dir, "best"), os.path.join(out_dir, "ckpt")
     model.to(pick_device(cfg.train.device))
     val = lambda m: {k: v for k, v in evaluate_pool(m, tok, val_pool).items() if k != "slices"}  # noqa: E731
@@ -266,7 +268,7 @@ def _finetune(init_dir: str, train_pool: Pool, val_pool: Pool, cfg: FinetuneConf
     if blending:
         tuned, _, best_cfg = load_model(best_dir)
         alpha, weights, blends = choose_blend(champion.cpu(), tuned, tok, val_pool, anchor, cfg.interpolate,
-                                              cfg.anchor_tolerance, log)
+                                              anchor_tolerance, log)
         tuned.load_state_dict(weights)
         val_em = next(r["val_exact_match"] for r in blends if r["alpha"] == alpha)
         result_dir = save_model(tuned, tok, os.path.join(out_dir, "final"),

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from recognizer.deskew import ANGLES, straighten
+from crops.codes import looks_like_a_code
 from recognizer.engine import Engine
-from recognizer.formats import looks_like_a_code
 from recognizer.preprocess import CropError, load_image, resize_height, to_gray
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif"}

@@ -36,7 +36,7 @@ from recognizer.data import augment, collate
 from recognizer.evaluate import evaluate_pool
 from recognizer.model import CRNN, ModelConfig
 from recognizer.preprocess import resize_height, to_gray
-from recognizer.synthdata import render_pool
+from synth.pools import render_pool
 from recognizer.tokenizer import CTCTokenizer
 from recognizer.train import TrainConfig, seed_everything, train_step
 

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-DEFAULT_CHARSET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ -./:()#"
+from crops.codes import CODE_CHARSET
+
+DEFAULT_CHARSET = CODE_CHARSET      # the base model's charset; later characters are only ever appended
 
 
 def normalize_label(text: str) -> str:

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import math
-import os
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -17,30 +16,30 @@ from recognizer.checkpoint import load_train_state, save_model, save_train_state
 from recognizer.data import PoolDataset, WidthBucketSampler, collate
 from recognizer.decode import collapse_mask
 from recognizer.model import CRNN
-from recognizer.synthdata import Pool
+from recognizer.pool import Pool
 from recognizer.tokenizer import CTCTokenizer
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 20000             # length of the LR schedule
-    stop_at: int | None = None     # stop early at this step (keeps the schedule of ``steps``)
+    steps: int = field(default=20000, metadata={"help": "length of the LR schedule in optimizer steps"})
+    stop_at: int | None = field(default=None, metadata={"help": "stop at this step, keeping the schedule of steps"})
     seconds: float | None = None   # time box: the cosine spans this much training wall time and training
                                    # stops there (``steps`` still caps it); a resumed run continues the clock
-    batch_size: int = 64
-    lr: float = 1.5e-3
+    batch_size: int = field(default=64, metadata={"help": "crops per step"})
+    lr: float = field(default=1.5e-3, metadata={"help": "peak learning rate"})
     min_lr_frac: float = 0.03
-    warmup: int = 300
+    warmup: int = field(default=300, metadata={"help": "linear warm-up steps"})
     weight_decay: float = 1e-4
     grad_clip: float = 5.0
     orient_frac: float = 0.25      # share of each batch also fed upside down (orientation head)
     orient_weight: float = 0.2
     photo: float = 0.0             # share of crops given phone-photo effects (recognizer.photo)
-    seed: int = 0
-    eval_every: int = 1000
+    seed: int = field(default=0, metadata={"help": "seed for init, shuffling and augmentation"})
+    eval_every: int = field(default=1000, metadata={"help": "steps between validation checks"})
     ckpt_every: int = 500
     workers: int = 1
-    device: str = "auto"
+    device: str = field(default="auto", metadata={"help": "auto (CUDA with bf16 autocast when present), cpu or cuda"})
     threads: int = 0               # CPU intra-op threads while training (0: DEFAULT_THREADS); see torch_threads
 
 

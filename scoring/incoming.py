@@ -11,17 +11,16 @@ rewritten by key, so no line is ever duplicated).
 """
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
-from ingest.storage import ObjectNotFound, Storage
+from bucket.layout import check_day
+from bucket.state import JsonState
+from bucket.storage import Storage
 
 INCOMING = "incoming/"
-STATE = "state/batch_predict/state.json"
 _NAME = re.compile(r"^incoming/(\d{4}-\d{2}-\d{2})/([A-Za-z0-9][A-Za-z0-9._-]*)\.(png|jpg|jpeg)$", re.IGNORECASE)
-_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 @dataclass(frozen=True)
@@ -35,17 +34,12 @@ class IncomingCrop:
 
 
 @dataclass
-class ScoreState:
+class ScoreState(JsonState):
+    KEY: ClassVar[str] = "state/batch_predict/state.json"
+
     scored: dict[str, dict[str, Any]] = field(default_factory=dict)   # key -> {outcome, day, run}
     last_run_id: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)       # last run summaries
-
-
-def check_day(day: str | None) -> str | None:
-    """``YYYY-MM-DD`` or None; anything else is a clear error."""
-    if day is not None and not _DAY.match(day):
-        raise ValueError(f"date {day!r}: expected YYYY-MM-DD")
-    return day
 
 
 def list_incoming(storage: Storage, day: str | None = None) -> tuple[list[IncomingCrop], list[str]]:
@@ -61,15 +55,6 @@ def list_incoming(storage: Storage, day: str | None = None) -> tuple[list[Incomi
     return crops, odd
 
 
-def load_state(storage: Storage) -> ScoreState:
-    """The committed state, or an empty one on the first run."""
-    try:
-        doc = json.loads(storage.read(STATE))
-    except ObjectNotFound:
-        return ScoreState()
-    return ScoreState(**{k: doc[k] for k in ScoreState.__dataclass_fields__ if k in doc})
-
-
 def pending(crops: list[IncomingCrop], state: ScoreState) -> list[IncomingCrop]:
     """Crops not scored by an earlier committed run."""
     return [c for c in crops if c.key not in state.scored]
@@ -82,5 +67,5 @@ def commit(storage: Storage, state: ScoreState, records: list[dict[str, Any]], r
         state.scored[r["key"]] = {"outcome": "unreadable" if r.get("error") else "scored", "day": r["day"],
                                   "run": run_id}
     state.last_run_id = run_id
-    state.history = (state.history + [summary])[-50:]
-    storage.write(STATE, json.dumps(asdict(state), sort_keys=True).encode(), "application/json")
+    state.history.append(summary)
+    state.save(storage)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from ingest.storage import ObjectNotFound, Storage
+from bucket.storage import ObjectNotFound, Storage
 
 PREDICTIONS = "predictions/"
 QUEUE = "labeling/queue/"
@@ -20,8 +20,8 @@ QUEUE = "labeling/queue/"
 
 @dataclass
 class QueueConfig:
-    threshold: float = 0.9     # crops read with less confidence are candidates for labeling
-    max_count: int = 200       # at most this many queued per day
+    threshold: float = field(default=0.9, metadata={"help": "crops read with less confidence are queued for labeling"})
+    max_count: int = field(default=200, metadata={"help": "at most this many crops queued per day"})
 
 
 def predictions_key(day: str) -> str:

@@ -5,7 +5,6 @@ confidence 0 and the reason in ``error``; the rest of the chunk goes on.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -14,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from ingest.storage import ObjectNotFound, Storage
+from bucket.storage import ObjectNotFound, Storage
+from crops.image import CropError, decode_image
+from recognizer.checkpoint import weights_sha256
 from recognizer.predict import Predictor
-from recognizer.preprocess import CropError, decode_image
 from scoring.incoming import IncomingCrop
 
 MAX_OBJECT_BYTES = 50_000_000          # larger objects are reported, not downloaded
@@ -31,11 +31,7 @@ def model_version(model_dir: str) -> str:
         meta = json.load(f).get("meta") or {}
     if meta.get("registry_version") is not None:
         return str(meta["registry_version"])
-    h = hashlib.sha256()
-    with open(os.path.join(model_dir, "model.safetensors"), "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return "sha256:" + h.hexdigest()[:12]
+    return "sha256:" + weights_sha256(model_dir)[:12]
 
 
 def get_predictor(model_dir: str) -> Predictor:

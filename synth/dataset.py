@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import multiprocessing as mp
 import os
 from dataclasses import asdict
 from typing import Iterator
@@ -11,19 +10,11 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from crops.slices import length_band, tilt_band
+from synth.pools import run_shards
 from synth.render import Crop, Renderer, RenderConfig
 
 COLUMNS = ["filename", "label", "brand", "condition", "tags", "length", "tilt", "rotation", "font"]
-
-
-def length_band(label: str) -> str:
-    n = len(label)
-    return "5-7" if n <= 7 else "8-10" if n <= 10 else "11-14" if n <= 14 else "15+"
-
-
-def tilt_band(angle: float) -> str:
-    a = abs(angle)
-    return "0-5" if a < 5 else "5-15" if a < 15 else "15-30"
 
 
 def iter_crops(n: int, seed: int, cfg: RenderConfig | None = None) -> Iterator[Crop]:
@@ -59,11 +50,7 @@ def write_dataset(out_dir: str, n: int, seed: int, cfg: RenderConfig | None = No
     cfg = cfg or RenderConfig()
     os.makedirs(os.path.join(out_dir, "images"), exist_ok=True)
     jobs = [(out_dir, s, min(chunk, n - s), seed * 7919 + s, asdict(cfg), ext) for s in range(0, n, chunk)]
-    if workers > 1 and len(jobs) > 1:
-        with mp.get_context("spawn").Pool(workers) as pool:
-            parts = pool.map(_write_chunk, jobs)
-    else:
-        parts = [_write_chunk(j) for j in jobs]
+    parts = run_shards(_write_chunk, jobs, workers)
     path = os.path.join(out_dir, "labels.csv")
     with open(path + ".tmp", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)

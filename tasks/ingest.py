@@ -5,16 +5,15 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from ingest.pipeline import IngestConfig, IngestSummary, run_ingest
-from ingest.storage import open_storage
+from bucket.storage import open_storage
+from loop.registry import resolve_model
 from tasks.retry import API_RETRIES, IO_RETRIES
 
 
 @task(cache_policy=NO_CACHE, **API_RETRIES)
-def screening_model(ref: str) -> str | None:
+def screening_model(ref: str, home: str) -> str | None:
     """Registry read: REF -> local model directory that screens labels for review (``none``: no screening)."""
-    from flows.settings import resolve_model
-
-    return None if ref == "none" else resolve_model(ref)
+    return None if ref == "none" else resolve_model(ref, home)
 
 
 @task(cache_policy=NO_CACHE, **IO_RETRIES)

@@ -6,7 +6,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from ingest.storage import open_storage
+from bucket.storage import open_storage
 from monitoring.alerts import AlertConfig
 from monitoring.report import MonitorReports, build_reports, publish_reports
 from monitoring.windows import Window, current_window, reference_window

@@ -6,7 +6,8 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from ingest.storage import open_storage
+from bucket.storage import open_storage
+from loop.registry import resolve_model
 from scoring import incoming, outputs, score
 from tasks.retry import API_RETRIES, IO_RETRIES
 
@@ -17,16 +18,14 @@ def list_new_crops(bucket: str, day: str | None) -> tuple[list[incoming.Incoming
     storage = open_storage(bucket)
     storage.check()
     crops, odd = incoming.list_incoming(storage, day)
-    todo = incoming.pending(crops, incoming.load_state(storage))
+    todo = incoming.pending(crops, incoming.ScoreState.load(storage))
     return todo, odd, len(crops) - len(todo)
 
 
 @task(cache_policy=NO_CACHE, **API_RETRIES)
-def resolve_model_task(ref: str) -> dict[str, str]:
+def resolve_model_task(ref: str, home: str) -> dict[str, str]:
     """Registry read: REF -> ``{"ref", "dir", "version"}`` of the local artifact."""
-    from flows.settings import resolve_model
-
-    model_dir = resolve_model(ref)
+    model_dir = resolve_model(ref, home)
     return {"ref": ref, "dir": model_dir, "version": score.model_version(model_dir)}
 
 
@@ -49,4 +48,4 @@ def write_day_outputs(bucket: str, day: str, records: list[dict[str, Any]],
 def commit_scored(bucket: str, records: list[dict[str, Any]], run_id: str, summary: dict[str, Any]) -> None:
     """Bucket write, last: mark the records scored (the run's commit point)."""
     storage = open_storage(bucket)
-    incoming.commit(storage, incoming.load_state(storage), records, run_id, summary)
+    incoming.commit(storage, incoming.ScoreState.load(storage), records, run_id, summary)

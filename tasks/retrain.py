@@ -1,4 +1,4 @@
-"""The learning cycle's stages as Prefect tasks: the same functions ``loop.cycle.run_cycle`` calls.
+"""The learning cycle's stages as Prefect tasks: the same functions ``loop.cycle.run_cycle`` calls (``loop.stages``).
 
 Retries only where there is a side effect or an external read (bucket, registry). The
 expensive pure stages are cached with persisted results under ``$PREFECT_HOME/storage``
@@ -19,7 +19,8 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from loop import cycle
+from loop.cycle import PLAIN, Stages
+from recognizer.checkpoint import weights_sha256
 from tasks.retry import API_RETRIES, IO_RETRIES
 
 
@@ -36,20 +37,23 @@ def mix_key(context: Any, p: dict[str, Any]) -> str:
 
 def evaluate_key(context: Any, p: dict[str, Any]) -> str:
     """Cache key of the scores: each role's weights + each set's fingerprint."""
-    models = {role: cycle.weights_sha256(d) for role, d in p["model_dirs"].items()}
+    models = {role: weights_sha256(d) for role, d in p["model_dirs"].items()}
     return "evaluate-" + _digest(models, [s.fingerprint() for s in p["sets"]])
 
 
-champion = task(cycle.champion_stage, name="champion", cache_policy=NO_CACHE, **API_RETRIES)
-ingest = task(cycle.ingest_stage, name="ingest", cache_policy=NO_CACHE, **IO_RETRIES)
-split = task(cycle.split_stage, name="dataset-split", cache_policy=NO_CACHE, **IO_RETRIES)
-mix = task(cycle.mix_stage, name="training-mix", cache_key_fn=mix_key, persist_result=True, **IO_RETRIES)
-finetune = task(cycle.finetune_stage, name="fine-tune", cache_policy=NO_CACHE)
-eval_sets = task(cycle.eval_sets_stage, name="evaluation-sets", cache_policy=NO_CACHE, **IO_RETRIES)
-evaluate = task(cycle.evaluate_stage, name="evaluate", cache_key_fn=evaluate_key, persist_result=True)
-gate = task(cycle.gate_stage, name="gate", cache_policy=NO_CACHE)
-register = task(cycle.register_stage, name="register", cache_policy=NO_CACHE, **API_RETRIES)
-report = task(cycle.report_stage, name="reports", cache_policy=NO_CACHE, **IO_RETRIES)
+# per stage: the task's name, retries (only where there is a side effect or an external read) and caching
+NO = {"cache_policy": NO_CACHE}
+TASK_OPTIONS: dict[str, dict[str, Any]] = {
+    "champion": {"name": "champion", **NO, **API_RETRIES},
+    "ingest": {"name": "ingest", **NO, **IO_RETRIES},
+    "split": {"name": "dataset-split", **NO, **IO_RETRIES},
+    "mix": {"name": "training-mix", "cache_key_fn": mix_key, "persist_result": True, **IO_RETRIES},
+    "finetune": {"name": "fine-tune", **NO},
+    "eval_sets": {"name": "evaluation-sets", **NO, **IO_RETRIES},
+    "evaluate": {"name": "evaluate", "cache_key_fn": evaluate_key, "persist_result": True},
+    "gate": {"name": "gate", **NO},
+    "register": {"name": "register", **NO, **API_RETRIES},
+    "report": {"name": "reports", **NO, **IO_RETRIES},
+}
 
-TASK_STAGES = cycle.Stages(champion=champion, ingest=ingest, split=split, mix=mix, finetune=finetune,
-                           eval_sets=eval_sets, evaluate=evaluate, gate=gate, register=register, report=report)
+TASK_STAGES: Stages = PLAIN.wrapped(lambda name, fn: task(fn, **TASK_OPTIONS[name]))

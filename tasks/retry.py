@@ -1,6 +1,6 @@
 """Retry policy for side-effecting tasks (bucket, registry, Prefect API).
 
-Transient storage errors are already retried inside ``ingest.storage``; a Prefect retry
+Transient storage errors are already retried inside ``bucket.storage``; a Prefect retry
 covers longer outages. Errors that another attempt cannot fix (no such bucket, a bad
 parameter, a missing model) fail at once instead of waiting through the delays.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ingest.storage import BucketNotFound, ObjectNotFound, UnsafeObjectName
+from bucket.storage import BucketNotFound, ObjectNotFound, UnsafeObjectName
 
 PERMANENT = (BucketNotFound, ObjectNotFound, UnsafeObjectName, ValueError, FileNotFoundError, TypeError)
 

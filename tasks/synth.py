@@ -1,11 +1,11 @@
-"""Synthetic rendering as tasks: one shard of ``recognizer.synthdata`` per task (fans out on Dask)."""
+"""Synthetic rendering as tasks: one shard of ``synth.pools`` per task (fans out on Dask)."""
 from __future__ import annotations
 
 import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from recognizer.synthdata import render_shard
+from synth.pools import render_shard
 
 
 @task(cache_policy=NO_CACHE)

@@ -24,14 +24,14 @@ def crops_dir(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def tiny_pool():
     """240 preprocessed crops (in memory) for training tests."""
-    from recognizer.synthdata import render_pool
+    from synth.pools import render_pool
 
     return render_pool(240, seed=5, workers=1, chunk=120)
 
 
 @pytest.fixture(scope="session")
 def base_model_dir() -> str:
-    from flows.settings import base_model_dir
+    from recognizer.checkpoint import base_model_dir
 
     return base_model_dir()
 
@@ -69,7 +69,7 @@ def gcs_emulator():
 @pytest.fixture(params=["local", "gcs"])
 def bucket(request, tmp_path):
     """A fresh, empty Storage: a temp directory, or a new bucket on the emulator (fast retries)."""
-    from ingest.storage import RetryPolicy, open_storage
+    from bucket.storage import RetryPolicy, open_storage
 
     retry = RetryPolicy(attempts=4, base_delay_s=0.01, max_delay_s=0.05)
     if request.param == "local":

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from ingest.storage import Storage
+from bucket.storage import Storage
 from ingest_helpers import png_bytes
 
 

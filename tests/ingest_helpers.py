@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from ingest.corrections import write_correction
-from ingest.storage import ObjectInfo, Storage, TransientStorageError
+from bucket.storage import ObjectInfo, Storage, TransientStorageError
 
 DAY = "2026-11-20"
 CREATED = "2026-11-20T03:12:09Z"

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from recognizer import distributed
 from recognizer.checkpoint import read_config
@@ -14,6 +15,7 @@ from recognizer.predict import Predictor
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
 def test_two_ranks_train_one_model(tmp_path, base_model_dir):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "recognizer.stream_train", "--out", str(out), "--seconds", "4", "--workers", "0",

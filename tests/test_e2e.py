@@ -12,11 +12,18 @@ import json
 import socket
 import time
 import uuid
+from dataclasses import replace
 
 import pytest
 
-from flows.settings import base_model_dir
 from flows.simulate import DOT_MATRIX_DOMAIN, seed_corrections
+from ingest.pipeline import IngestConfig
+from loop.config import CycleConfig, cycle_config
+from loop.gate import GateConfig
+from loop.mix import MixConfig
+from loop.regression import RegressionConfig
+from recognizer.finetune import FinetuneConfig
+from recognizer.checkpoint import base_model_dir
 
 pytestmark = pytest.mark.slow
 
@@ -30,19 +37,19 @@ pytestmark = pytest.mark.slow
 # the strict defaults are covered by tests/test_loop_gate.py. The poisoned night is refused
 # on the real sets (held-out, overall), not on the suite. The blend choice (recognizer.finetune) gets
 # the same wide tolerance on its 110-crop anchor.
-GATE = {"gate": {"min_slice_n": 1000}, "regression": {"per_family": 6, "min_per_condition": 1},
-        "ingest": {"min_age_s": 0, "heldout_share": 0.3}, "mix": {"min_val": 30, "anchor": 110},
-        "finetune": {"anchor_tolerance": 0.15}, "train": {"threads": 2}}
+GATE = CycleConfig(gate=GateConfig(min_slice_n=1000), regression=RegressionConfig(per_family=6, min_per_condition=1),
+                   ingest=IngestConfig(min_age_s=0, heldout_share=0.3), mix=MixConfig(min_val=30, anchor=110),
+                   finetune=FinetuneConfig(train=replace(FinetuneConfig().train, threads=2)), embed_evidently=False)
 NIGHT = dict(batch_size=32, lr=2e-3, eval_every=50, patience=3, mix_new=0.5, mix_replay=0.1, mix_synthetic=0.4,
-             min_synthetic=300, workers=1, embed_evidently=False, regression_tolerance=0.15, overrides=GATE)
-SMALL = dict(NIGHT, steps=150)
-SHORT = dict(NIGHT, steps=40, eval_every=20)       # no promotion needed: the orchestration is what is tested
+             min_synthetic=300, workers=1, regression_tolerance=0.15)
+SMALL = {"config": cycle_config(GATE, **{**NIGHT, "steps": 150})}
+SHORT = {"config": cycle_config(GATE, **{**NIGHT, "steps": 40, "eval_every": 20})}   # the orchestration is tested
 
 
 def _new_bucket(project: str = "tagloop-e2e"):
     from google.cloud import storage as gcs
 
-    from ingest.storage import open_storage
+    from bucket.storage import open_storage
 
     name = f"e2e-{uuid.uuid4().hex[:10]}"
     gcs.Client(project=project).create_bucket(name)
@@ -134,21 +141,21 @@ def restartable_emulator(tmp_path, monkeypatch):
 
 def test_bucket_outage_mid_run_fails_cleanly_then_resumes(prefect_api, tagloop_home, restartable_emulator,
                                                           monkeypatch):
-    import ingest.storage
+    from bucket.storage import RetryPolicy, open_storage
     from flows.retrain import retrain
     from ingest import dataset, pipeline
-    from ingest.state import load_state
-    from loop.lock import LockHeld
+    from ingest.state import IngestState
+    from bucket.lock import LockHeld
     from loop.registry import Registry
     from synth.render import RenderConfig
     from tasks import retrain as retrain_tasks
 
     start, stop = restartable_emulator
     # the outage must fail fast here: short client backoff, no waiting between task retries
-    fast = ingest.storage.RetryPolicy(attempts=2, base_delay_s=0.01, max_delay_s=0.02)
-    real_open = ingest.storage.open_storage
+    fast = RetryPolicy(attempts=2, base_delay_s=0.01, max_delay_s=0.02)
+    real_open = open_storage
     monkeypatch.setattr("flows.retrain.open_storage", lambda url, retry=None: real_open(url, retry or fast))
-    monkeypatch.setattr(retrain_tasks.ingest, "retry_delay_seconds", [0, 0, 0])
+    monkeypatch.setattr(retrain_tasks.TASK_STAGES.ingest, "retry_delay_seconds", [0, 0, 0])
     storage = _new_bucket()
     seeded = seed_corrections(storage, 120, "2026-11-20", 7, RenderConfig(**DOT_MATRIX_DOMAIN), base_model_dir(),
                               n_bad=5)
@@ -168,14 +175,14 @@ def test_bucket_outage_mid_run_fails_cleanly_then_resumes(prefect_api, tagloop_h
     monkeypatch.setattr(pipeline.dataset, "write_version", real_write_version)
     start()
     assert Registry().aliases() == {"champion": "1", "challenger": None, "previous-champion": None}
-    assert load_state(storage).dataset_version is None          # no dataset version became current
+    assert IngestState.load(storage).dataset_version is None          # no dataset version became current
     stale = json.loads(storage.read("state/retrain/lock.json"))
     with pytest.raises(LockHeld, match="another retrain holds"):  # the dead run could not release its lock
         retrain(bucket=storage.url, **SHORT)
     time.sleep(max(0.0, stale["expires_at"] - time.time()) + 0.5)  # ... until it expires
 
     s = retrain(bucket=storage.url, **SHORT)
-    state = load_state(storage)
+    state = IngestState.load(storage)
     items = {k for k in state.processed}
     assert len(items) == seeded.n_good + seeded.n_bad == s.ingest["n_new"]
     assert s.ingest["n_accepted"] + s.ingest["n_review"] + s.ingest["n_quarantined"] == s.ingest["n_new"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from flows_helpers import jsonl, put_incoming
-from ingest.storage import TransientStorageError
+from bucket.storage import TransientStorageError
 
 D1, D2 = "2026-11-21", "2026-11-22"
 
@@ -26,7 +26,7 @@ def test_scores_each_crop_once_and_queues_the_least_confident(prefect_api, bucke
     from recognizer.predict import Predictor
 
     k1 = put_incoming(bucket, D1, crops[:4])
-    k2 = put_incoming(bucket, D2, crops[4:6])
+    put_incoming(bucket, D2, crops[4:6])
     bucket.write(f"incoming/{D2}/broken.jpg", b"\xff\xd8\xff\xe0 truncated jpeg")
     bucket.write(f"incoming/{D2}/notes.txt", b"off the contract")
     s = _run(bucket, queue_threshold=0.99, queue_max=2)
@@ -55,7 +55,7 @@ def test_scores_each_crop_once_and_queues_the_least_confident(prefect_api, bucke
 
 
 def test_date_parameter_scores_one_day(prefect_api, tmp_path, crops):
-    from ingest.storage import open_storage
+    from bucket.storage import open_storage
 
     storage = open_storage(str(tmp_path))
     put_incoming(storage, D1, crops[:2])
@@ -70,7 +70,7 @@ def test_crash_before_commit_redoes_only_unfinished_work(prefect_api, tmp_path, 
     """A run dying after the predictions were written: the re-run rescores those crops, no duplicate lines."""
     import scoring.incoming
     import tasks.predict
-    from ingest.storage import open_storage
+    from bucket.storage import open_storage
 
     storage = open_storage(str(tmp_path))
     put_incoming(storage, D1, crops[:2], prefix="early")
@@ -95,7 +95,7 @@ def test_crash_before_commit_redoes_only_unfinished_work(prefect_api, tmp_path, 
 
 def test_missing_bucket_is_a_clear_error(prefect_api, tmp_path):
     from flows.batch_predict import batch_predict
-    from ingest.storage import BucketNotFound
+    from bucket.storage import BucketNotFound
 
     with pytest.raises(BucketNotFound, match="does not exist"):
         batch_predict(bucket=str(tmp_path / "nope"))
@@ -105,7 +105,7 @@ def test_cli_batch_predict_and_monitor_print_json(prefect_api, tmp_path, crops, 
     import json
 
     from flows.cli import main
-    from ingest.storage import open_storage
+    from bucket.storage import open_storage
 
     put_incoming(open_storage(str(tmp_path)), D1, crops[:2])
     assert main(["batch-predict", "--bucket", str(tmp_path), "--date", D1, "--json"]) == 0

@@ -22,9 +22,10 @@ def dask_address():
     cluster.close()
 
 
+@pytest.mark.slow
 def test_batch_predict_on_dask_equals_in_process(prefect_api, dask_address, tmp_path):
     from flows.batch_predict import batch_predict
-    from ingest.storage import open_storage
+    from bucket.storage import open_storage
     from synth.dataset import iter_crops
 
     local = tmp_path / "local"
@@ -47,7 +48,7 @@ def test_batch_predict_on_dask_equals_in_process(prefect_api, dask_address, tmp_
 
 def test_rendering_shards_on_dask_equal_render_pool(prefect_api, dask_address):
     from flows.fanout import render_pool_on
-    from recognizer.synthdata import render_pool
+    from synth.pools import render_pool
 
     ref = render_pool(24, seed=7, workers=1, chunk=8)
     got = render_pool_on(24, 7, dask_address, chunk=8)

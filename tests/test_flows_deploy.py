@@ -88,7 +88,7 @@ def server(tmp_path):
 
 @pytest.mark.slow
 def test_deploy_all_and_run_batch_predict_through_a_worker(server, tmp_path):
-    from ingest.storage import open_storage
+    from bucket.storage import open_storage
     from synth.dataset import iter_crops
 
     env, api = server, server["PREFECT_API_URL"]

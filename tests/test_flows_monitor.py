@@ -44,7 +44,7 @@ def shifted():
 def reference_bucket(tmp_path_factory) -> str:
     """A local bucket holding one dataset version of 120 ingested corrections (5% corrected)."""
     from ingest.pipeline import IngestConfig, run_ingest
-    from ingest.storage import open_storage
+    from bucket.storage import open_storage
 
     root = tmp_path_factory.mktemp("ref") / "bucket"
     root.mkdir()
@@ -57,7 +57,7 @@ def reference_bucket(tmp_path_factory) -> str:
 
 def copy_to(reference_bucket: str, target) -> None:
     """Every object of the reference bucket into ``target`` (a Storage)."""
-    from ingest.storage import open_storage
+    from bucket.storage import open_storage
 
     src = open_storage(reference_bucket)
     for o in src.list(""):
@@ -70,13 +70,14 @@ def _monitor(storage, **kw):
     return monitor(bucket=storage.url, embed_evidently=False, **kw)
 
 
+@pytest.mark.slow
 def test_shifted_batch_raises_the_alert(prefect_api, reference_bucket, shifted, gcs_emulator):
     """On the GCS emulator (the other tests use a local directory)."""
     import uuid
 
     from google.cloud import storage as gcs
 
-    from ingest.storage import open_storage
+    from bucket.storage import open_storage
 
     name = f"mon-{uuid.uuid4().hex[:12]}"
     gcs.Client(project="tagloop-test").create_bucket(name)
@@ -95,8 +96,9 @@ def test_shifted_batch_raises_the_alert(prefect_api, reference_bucket, shifted, 
     assert bucket.exists(f"reports/{s['run_id']}/drift.html")
 
 
+@pytest.mark.slow
 def test_unshifted_batch_raises_nothing(prefect_api, reference_bucket, tmp_path):
-    from ingest.storage import open_storage
+    from bucket.storage import open_storage
 
     root = tmp_path / "bucket"
     shutil.copytree(reference_bucket, root)
@@ -115,6 +117,7 @@ def test_unshifted_batch_raises_nothing(prefect_api, reference_bucket, tmp_path)
     assert current_window(storage, since="2026-11-21").n_items == 81
 
 
+@pytest.mark.slow
 def test_alert_under_a_deployment_starts_the_retrain_deployment(prefect_api, reference_bucket, shifted, tmp_path,
                                                                 monkeypatch):
     """A stand-in ``retrain`` flow is deployed on the test server; the monitor asks it for a run."""
@@ -124,7 +127,7 @@ def test_alert_under_a_deployment_starts_the_retrain_deployment(prefect_api, ref
     from prefect.client.orchestration import get_client
 
     import flows.monitor
-    from ingest.storage import open_storage
+    from bucket.storage import open_storage
 
     @flow(name="retrain")
     def retrain_stand_in(bucket: str | None = None) -> None:

@@ -7,9 +7,9 @@ from dataclasses import fields
 
 import pytest
 
-from ingest.storage import UnsafeObjectName, open_storage
+from bucket.storage import UnsafeObjectName, open_storage
 from loop.cycle import PLAIN, STAGE_ORDER, Stages
-from loop.lock import LOCK_KEY, BucketLock, LockHeld, bucket_lock
+from bucket.lock import LOCK_KEY, BucketLock, LockHeld, bucket_lock
 
 
 def test_flow_tasks_wrap_the_same_stage_functions_in_the_same_order():
@@ -102,17 +102,34 @@ def test_gcs_create_and_delete(gcs_emulator):
     assert not bucket.exists(LOCK_KEY)
 
 
-def test_parameters_become_the_cycle_config():
-    from flows.retrain import cycle_config
+def test_recipe_options_become_the_cycle_config_and_the_defaults_are_the_dataclasses():
+    from flows.cli import build_parser
+    from loop.config import RECIPE, CycleConfig, cycle_config
+    from loop.regression import RegressionConfig
 
-    cfg = cycle_config(since="2026-11-01", steps=40, mix_new=0.6, regression_tolerance=0.01,
-                       overrides={"regression": {"per_family": 5}, "train": {"warmup": 1}})
-    assert cfg.finetune.train.steps == 40 and cfg.finetune.train.warmup == 1 and cfg.mix.new == 0.6
+    assert cycle_config() == CycleConfig()              # the nightly recipe is the dataclasses' defaults
+    args = build_parser("retrain").parse_args(["retrain"])
+    assert cycle_config(**{n: getattr(args, n) for n in RECIPE}) == CycleConfig()
+    cfg = cycle_config(CycleConfig(regression=RegressionConfig(per_family=5), since="2026-11-01"),
+                       steps=40, eval_every=20, mix_new=0.6, regression_tolerance=0.01, seed=3)
+    train = cfg.finetune.train
+    assert (train.steps, train.warmup, train.ckpt_every, cfg.mix.new) == (40, 4, 20, 0.6)
     assert cfg.regression.per_family == 5 and cfg.gate.regression_tolerance == 0.01 and cfg.since == "2026-11-01"
-    with pytest.raises(ValueError, match="unknown RegressionConfig settings"):
-        cycle_config(overrides={"regression": {"per_famly": 5}})
-    with pytest.raises(ValueError, match="unknown override sections"):
-        cycle_config(overrides={"gates": {}})
+    assert cfg.mix.seed == train.seed == 3
+    with pytest.raises(ValueError, match="unknown retrain options"):
+        cycle_config(step=5)
+
+
+def test_the_flow_takes_the_recipe_as_one_config_with_unknown_fields_refused():
+    from prefect.exceptions import ParameterTypeError
+
+    from flows.retrain import retrain
+
+    got = retrain.validate_parameters({"config": {"finetune": {"train": {"steps": 400}}, "gate": {"margin": 0.01}}})
+    cfg = got["config"]
+    assert cfg.finetune.train.steps == 400 and cfg.gate.margin == 0.01 and cfg.mix.new == 0.5
+    with pytest.raises(ParameterTypeError, match="per_famly"):
+        retrain.validate_parameters({"config": {"regression": {"per_famly": 5}}})
 
 
 def test_force_without_a_name_fails_before_anything_runs(prefect_api, tmp_path):
@@ -130,7 +147,7 @@ def test_evaluate_is_cached_by_weights_and_set_fingerprints(prefect_api, base_mo
 
     from loop.gate import EvalData
     from synth.dataset import read_rows
-    from tasks.retrain import evaluate
+    from tasks.retrain import TASK_STAGES
 
     rows = read_rows(os.path.join(crops_dir, "labels.csv"))[:4]
     imgs = [open(os.path.join(crops_dir, "images", r["filename"]), "rb").read() for r in rows]
@@ -140,7 +157,7 @@ def test_evaluate_is_cached_by_weights_and_set_fingerprints(prefect_api, base_mo
     @flow
     def twice(sets_a, sets_b):
         dirs = {"champion": base_model_dir, "challenger": base_model_dir}
-        return [evaluate(dirs, s, return_state=True) for s in (sets_a, sets_a, sets_b)]
+        return [TASK_STAGES.evaluate(dirs, s, return_state=True) for s in (sets_a, sets_a, sets_b)]
 
     first, again, changed = twice([one], [other])
     assert first.is_completed() and again.name == "Cached" and changed.name != "Cached"

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from recognizer.formats import looks_like_a_code, matches_known_format
+from crops.codes import looks_like_a_code, matches_known_format
 from recognizer.predict import Predictor
 
 DESIGN_EXAMPLES = ["DD1391-100", "CU4874-001", "AV3133 001", "EE8484", "162058C", "M9160C", "1RM01263D-125",

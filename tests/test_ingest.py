@@ -9,8 +9,8 @@ import pytest
 
 from ingest import dataset
 from ingest.pipeline import IngestConfig, ValidationFailed, run_ingest
-from ingest.state import load_state
-from ingest.storage import ObjectInfo
+from ingest.state import IngestState
+from bucket.storage import ObjectInfo
 from ingest_helpers import DAY, EchoReader, Faulty, add, huge_png, png_bytes, sidecar
 
 LENIENT = IngestConfig(max_failed_share=1.0, min_age_s=0)
@@ -122,7 +122,7 @@ def test_failed_share_over_threshold_fails_loudly_and_commits_nothing(bucket, sy
     _seed_bad(bucket, synth_crops)
     with pytest.raises(ValidationFailed, match="failed validation"):
         run_ingest(bucket, IngestConfig(max_failed_share=0.2, min_age_s=0), EchoReader())
-    assert load_state(bucket).processed == {} and bucket.list("datasets/") == []
+    assert IngestState.load(bucket).processed == {} and bucket.list("datasets/") == []
     assert bucket.list("quarantine/")                           # the evidence is kept
     s = run_ingest(bucket, LENIENT, EchoReader())               # operator accepts the batch
     assert s.n_new == 1 + len(EXPECTED) - 1 and s.n_accepted == 1

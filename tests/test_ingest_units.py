@@ -12,7 +12,7 @@ from ingest import dataset
 from ingest.corrections import parse_legacy_timestamp
 from ingest.review import matches_known_format, suspicion
 from ingest_helpers import add, png_bytes
-from monitoring.features import crop_features, hamming
+from crops.features import crop_features, hamming
 from synth.grammar import CodeSampler
 
 
@@ -86,11 +86,12 @@ def test_splits_are_leak_free_stable_and_heldout_grows():
     assert dataset.version_id(v2.sample(frac=1, random_state=1)) == dataset.version_id(v2)
 
 
+@pytest.mark.slow
 def test_cli_ingest_json_accounts_for_every_object(tmp_path, synth_crops, capsys, monkeypatch):
     monkeypatch.setenv("TAGLOOP_HOME", str(tmp_path / "home"))
     root = tmp_path / "bucket"
     root.mkdir()
-    from ingest.storage import open_storage
+    from bucket.storage import open_storage
 
     store = open_storage(str(root))
     for i, c in enumerate(synth_crops[:3]):
@@ -113,7 +114,7 @@ def test_cli_ingest_json_accounts_for_every_object(tmp_path, synth_crops, capsys
 
 def test_writer_follows_the_corrections_contract(tmp_path, synth_crops):
     from ingest.corrections import group_objects
-    from ingest.storage import open_storage
+    from bucket.storage import open_storage
 
     store = open_storage(str(tmp_path))
     cid = add(store, "0b6f", png_bytes(synth_crops[0].image), "DD1391-100", predicted="DD1391-1O0",
@@ -127,9 +128,10 @@ def test_writer_follows_the_corrections_contract(tmp_path, synth_crops):
     assert (item.key, item.problem, item.image_name) == ("corrections/2026-11-20/0b6f", "", "corrections/2026-11-20/0b6f.png")
 
 
+@pytest.mark.slow
 def test_cli_ingest_over_threshold_exits_3_and_says_why(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("TAGLOOP_HOME", str(tmp_path / "home"))
-    from ingest.storage import open_storage
+    from bucket.storage import open_storage
 
     store = open_storage(str(tmp_path / "b"))
     (tmp_path / "b").mkdir()
@@ -140,8 +142,8 @@ def test_cli_ingest_over_threshold_exits_3_and_says_why(tmp_path, capsys, monkey
 
 
 def test_a_truncated_jpeg_is_corrupt_not_empty():
-    from monitoring.features import decode_status
-    from recognizer.preprocess import CropError
+    from crops.features import decode_status
+    from crops.image import CropError
 
     assert decode_status(CropError("not a readable image: image file is truncated (10 bytes not processed)")) == "corrupt_image"
     assert decode_status(CropError("empty file (0 bytes)")) == "empty_image"

@@ -7,10 +7,11 @@ import random
 import mlflow
 import pytest
 
-from flows.settings import base_model_dir
+from recognizer.checkpoint import base_model_dir
 from ingest.pipeline import IngestConfig
 from ingest_helpers import add, png_bytes
-from loop.cycle import CycleConfig, run_cycle
+from loop.config import CycleConfig
+from loop.cycle import run_cycle
 from loop.mix import MixConfig
 from loop.registry import Registry
 from loop.regression import RegressionConfig
@@ -41,7 +42,7 @@ def poisoned_crops():
 @pytest.mark.slow
 def test_poisoned_batch_is_refused_then_forced_then_rolled_back(tagloop_home, tmp_path, poisoned_crops):
     from flows.cli import main
-    from ingest.storage import open_storage
+    from bucket.storage import open_storage
 
     storage = open_storage(f"file://{tmp_path / 'bucket'}")
     (tmp_path / "bucket").mkdir()
@@ -88,7 +89,7 @@ def test_poisoned_batch_is_refused_then_forced_then_rolled_back(tagloop_home, tm
 def test_old_work_directories_are_pruned(tmp_path):
     import os
 
-    from loop.cycle import prune_work_dirs
+    from loop.stages import prune_work_dirs
 
     work = tmp_path / "work"
     for i in range(5):

@@ -10,7 +10,7 @@ from recognizer.data import WidthBucketSampler
 from recognizer.evaluate import evaluate_pool, read_batch
 from recognizer.finetune import FinetuneConfig, add_adapters, extend_charset, finetune
 from recognizer.model import CRNN, ModelConfig
-from recognizer.synthdata import Pool
+from recognizer.pool import Pool
 from recognizer.tokenizer import CTCTokenizer
 from recognizer.train import TrainConfig
 
@@ -28,7 +28,7 @@ def _relabel(pool: Pool, labels: list[str]) -> Pool:
 
 
 def _head(pool: Pool, n: int = 48) -> Pool:
-    return Pool._pack([pool.image(i) for i in range(n)], pool.labels[:n], pool.height)
+    return Pool.pack([pool.image(i) for i in range(n)], pool.labels[:n], pool.height)
 
 
 def _cfg(**kw) -> FinetuneConfig:
@@ -50,6 +50,7 @@ def test_extend_charset_keeps_old_readings_identical(base_model_dir, tiny_pool):
     assert extend_charset(model, tok, "AB")[1] is tok                 # nothing new: unchanged
 
 
+@pytest.mark.slow
 def test_finetune_appends_characters_of_new_labels(tmp_path, tiny_pool):
     init = _tiny_artifact(str(tmp_path / "init"))
     labels = [lab[:3] + "+" + lab[3:] if i % 3 == 0 else lab for i, lab in enumerate(tiny_pool.labels)]
@@ -61,6 +62,7 @@ def test_finetune_appends_characters_of_new_labels(tmp_path, tiny_pool):
     load_model(res.model_dir)                                          # loads with the extended head
 
 
+@pytest.mark.slow
 def test_early_stopping_keeps_the_best_checkpoint(tmp_path, tiny_pool, base_model_dir):
     """A destructive learning rate never beats the warm start: stop after `patience`, return step 0."""
     val = _head(tiny_pool)
@@ -72,6 +74,7 @@ def test_early_stopping_keeps_the_best_checkpoint(tmp_path, tiny_pool, base_mode
     assert evaluate_pool(best, tok, val)["exact_match"] == evaluate_pool(m0, tok0, val)["exact_match"]
 
 
+@pytest.mark.slow
 def test_a_run_that_dies_resumes_from_its_checkpoint(tmp_path, tiny_pool):
     init, out = _tiny_artifact(str(tmp_path / "init")), str(tmp_path / "ft")
 
@@ -103,7 +106,7 @@ DOTS = dict(p_dot_matrix=1.0, p_blur=0.0, p_motion=0.0, p_low_res=0.0, p_tilt=0.
 @pytest.mark.slow
 def test_tiny_finetune_learns_a_shifted_domain(tmp_path, base_model_dir):
     """Dot-matrix print (never rendered for the base model): a short CPU fine-tune lifts exact match."""
-    from recognizer.synthdata import render_pool
+    from synth.pools import render_pool
 
     torch.set_num_threads(2)
     train = render_pool(300, seed=78, workers=1, chunk=300, cfg_dict=DOTS)
@@ -119,6 +122,7 @@ def test_tiny_finetune_learns_a_shifted_domain(tmp_path, base_model_dir):
     assert res.model_dir.endswith("best") and res.alpha == 1.0
 
 
+@pytest.mark.slow
 def test_blending_never_returns_a_model_that_reads_the_anchor_worse(tmp_path, base_model_dir, tiny_pool):
     """A fine-tune that wrecked the old domain: the chosen blend is (near) the champion, never the wreck."""
     from recognizer.finetune import blend, choose_blend, serving_exact_match
@@ -144,6 +148,7 @@ def test_blending_never_returns_a_model_that_reads_the_anchor_worse(tmp_path, ba
     assert serving_exact_match(Predictor(chosen_dir), (anchor_imgs, anchor.labels)) >= base
 
 
+@pytest.mark.slow
 def test_cnn_only_finetune_keeps_the_sequence_model(tmp_path, tiny_pool):
     init = _tiny_artifact(str(tmp_path / "init"))
     res = finetune(init, tiny_pool, _head(tiny_pool), _cfg(trainable="cnn", patience=99, min_delta=-1.0,
@@ -168,6 +173,7 @@ def test_added_adapters_keep_old_readings_identical(base_model_dir, tiny_pool):
     assert add_adapters(adapted, 16) is adapted                      # already has them: unchanged
 
 
+@pytest.mark.slow
 def test_adapter_finetune_trains_only_the_adapters_and_continues_them(tmp_path, tiny_pool):
     init = _tiny_artifact(str(tmp_path / "init"))
     cfg = _cfg(trainable="adapter", adapter=4, patience=99, min_delta=-1.0, train=dict(steps=4, eval_every=4))

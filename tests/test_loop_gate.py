@@ -18,7 +18,7 @@ def _scores(correct: dict[str, set[int]], sets: list[EvalData] | None = None) ->
     """Each set read right on the indices in ``correct[name]`` and wrong elsewhere."""
     sets = sets or [_data("heldout"), _data("regression")]
     def reader_for(name):
-        return lambda imgs: [(img.decode() if i in correct[name] else "WRONG", 0.9) for i, img in enumerate(imgs)]
+        return lambda s: [(img.decode() if i in correct[name] else "WRONG", 0.9) for i, img in enumerate(s.images)]
     return {s.name: score_sets(reader_for(s.name), [s])[s.name] for s in sets}
 
 

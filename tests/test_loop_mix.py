@@ -18,7 +18,8 @@ def _rows(crops, labels, preds, split="train", prefix="s") -> pd.DataFrame:
     return pd.DataFrame({"sample_id": [f"{prefix}{i}" for i in range(n)], "source_object": [f"{prefix}{i}" for i in range(n)],
                          "label": labels, "code_key": [code_key(x) for x in labels], "split": [split] * n,
                          "champion_prediction": preds, "brightness": [200.0] * n, "contrast": [60.0] * n,
-                         "blur": [300.0] * n, "height": [40.0] * n}), {f"{prefix}{i}": png_bytes(crops[i % len(crops)].image) for i in range(n)}
+                         "blur": [300.0] * n, "height": [40.0] * n}), \
+        {f"{prefix}{i}": png_bytes(crops[i % len(crops)].image) for i in range(n)}
 
 
 def test_plan_targets_follows_the_champions_errors():
@@ -57,30 +58,31 @@ def test_build_mix_ratios_replay_and_validation(synth_crops):
     from synth.grammar import FAMILIES
     assert len(mix.anchor) == 22 == 2 * len(FAMILIES) and c["anchor"] == 22
     assert not set(mix.anchor.labels) & set(mix.train.labels) and min(im.shape[0] for im in mix.anchor.images) > 0
-    more = build_mix(new, old, read, MixConfig(min_synthetic=2 * c["new"], min_val=0, val_share=0.2, seed=1, anchor=0))
+    more = build_mix(new, old, read, MixConfig(min_synthetic=2 * c["new"], min_val=0, val_share=0.2, seed=1, anchor=0, workers=1))
     m = more.info["counts"]
     assert m["real_repeat"] == 4 and len(more.train) == 4 * (m["new"] + m["replay"]) + 2 * m["new"]
-    first = build_mix(new, old.iloc[:0], read, MixConfig(min_synthetic=0, min_val=0, seed=1, anchor=0))
+    first = build_mix(new, old.iloc[:0], read, MixConfig(min_synthetic=0, min_val=0, seed=1, anchor=0, workers=1))
     assert first.info["counts"]["replay"] == 0 and first.info["counts"]["replay_filled_by_synthetic"] > 0
     with pytest.raises(ValueError, match="shares"):
         MixConfig(new=0)
 
 
 def test_extra_label_chars_are_admitted_only_when_configured(bucket, synth_crops, monkeypatch):
+    from flows.settings import Settings
     from ingest.pipeline import IngestConfig, run_ingest
 
     add(bucket, "plus", png_bytes(synth_crops[0].image), "AB12+34-100")
     monkeypatch.delenv("TAGLOOP_EXTRA_CHARS", raising=False)
-    assert label_regex() == r"^[0-9A-Z \-./:()#]*$"
+    assert Settings.from_env().extra_chars == "" and label_regex() == r"^[0-9A-Z \-./:()#]*$"
     s = run_ingest(bucket, IngestConfig(max_failed_share=1.0, min_age_s=0), EchoReader())
     assert s.quarantine_reasons == {"label_charset": 1}
     add(bucket, "plus2", png_bytes(synth_crops[1].image), "CD34+56-200")
-    monkeypatch.setenv("TAGLOOP_EXTRA_CHARS", "+&")
-    s = run_ingest(bucket, IngestConfig(max_failed_share=1.0, min_age_s=0), EchoReader())
+    monkeypatch.setenv("TAGLOOP_EXTRA_CHARS", "+&")          # read once at the top, handed down in the config
+    extra = Settings.from_env().extra_chars
+    s = run_ingest(bucket, IngestConfig(max_failed_share=1.0, min_age_s=0, extra_chars=extra), EchoReader())
     assert s.n_quarantined == 0 and s.n_review + s.n_accepted == 1      # an unknown format waits for a labeler
-    monkeypatch.setenv("TAGLOOP_EXTRA_CHARS", "+ ")
     with pytest.raises(ValueError, match="TAGLOOP_EXTRA_CHARS"):
-        label_regex()
+        IngestConfig(extra_chars="+ ")
 
 
 def _same_pool(a, b) -> bool:
@@ -101,7 +103,7 @@ def test_same_corrections_give_the_same_dataset_rows_and_training_mix(tmp_path):
     from flows.simulate import DOT_MATRIX_DOMAIN, seed_corrections
     from ingest import dataset
     from ingest.pipeline import IngestConfig, run_ingest
-    from ingest.storage import open_storage
+    from bucket.storage import open_storage
     from synth.render import RenderConfig
 
     a, b = (open_storage(f"file://{tmp_path / n}") for n in ("a", "b"))
@@ -114,7 +116,8 @@ def test_same_corrections_give_the_same_dataset_rows_and_training_mix(tmp_path):
         s = run_ingest(storage, IngestConfig(min_age_s=0, heldout_share=0.3))
         m = dataset.read_manifest(storage, s.dataset_version)
         manifests.append(m.drop(columns=["ingest_run"]))
-        mixes.append(build_mix(m, m.iloc[:0], storage.read, MixConfig(min_synthetic=40, min_val=20, anchor=11, seed=2)))
+        cfg = MixConfig(min_synthetic=40, min_val=20, anchor=11, seed=2, workers=1)
+        mixes.append(build_mix(m, m.iloc[:0], storage.read, cfg))
     assert set(manifests[0]["split"]) == {"train", "heldout"} and len(manifests[0]) == 60
     pd.testing.assert_frame_equal(manifests[0], manifests[1])
     (x, y) = mixes

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from flows.settings import base_model_dir, resolve_model
+from recognizer.checkpoint import base_model_dir
 from loop.pyfunc import log_recognizer
-from loop.registry import Registry, bootstrap, parse_model_ref, tracking_uri
+from loop.registry import Registry, bootstrap, parse_model_ref, resolve_model, tracking_uri
 
 
 def _register_copy(registry: Registry, model_dir: str) -> str:
@@ -28,6 +28,7 @@ def test_default_tracking_is_sqlite_under_home(tmp_path, monkeypatch):
     assert tracking_uri(str(tmp_path)) == "http://mlflow.internal:5000"
 
 
+@pytest.mark.slow
 def test_embedded_store_stays_with_its_home(tmp_path, monkeypatch):
     """mlflow.set_tracking_uri exports the URI; an embedded store must not leak into the next home."""
     from loop.registry import setup_mlflow
@@ -42,10 +43,10 @@ def test_embedded_store_stays_with_its_home(tmp_path, monkeypatch):
 
 def test_bootstrap_promote_rollback_move_aliases(tagloop_home):
     reg = Registry()
-    assert resolve_model("champion") == base_model_dir()           # empty registry: shipped model
+    assert resolve_model("champion", tagloop_home) == base_model_dir()           # empty registry: shipped model
     assert bootstrap(reg, base_model_dir()) == "1" and bootstrap(reg, base_model_dir()) is None
     assert reg.aliases() == {"champion": "1", "challenger": None, "previous-champion": None}
-    champ_dir = resolve_model("champion")
+    champ_dir = resolve_model("champion", tagloop_home)
     assert champ_dir.startswith(tagloop_home)
     assert open(os.path.join(champ_dir, "model.safetensors"), "rb").read() == \
         open(os.path.join(base_model_dir(), "model.safetensors"), "rb").read()
@@ -70,9 +71,10 @@ def test_bootstrap_promote_rollback_move_aliases(tagloop_home):
     assert reg.aliases()["champion"] == "1" and reg.aliases()["previous-champion"] is None
     with pytest.raises(ValueError, match="no 'previous-champion'"):
         reg.rollback()
-    assert resolve_model("models:/product-code-recognizer/3").endswith(os.path.join("3", "artifacts", "base_model"))
+    v3_dir = resolve_model("models:/product-code-recognizer/3", tagloop_home)
+    assert v3_dir.endswith(os.path.join("3", "artifacts", "base_model"))
     with pytest.raises(ValueError, match="no such registered model version"):
-        resolve_model("models:/product-code-recognizer/9")
+        resolve_model("models:/product-code-recognizer/9", tagloop_home)
 
 
 def test_cli_rollback_json(tagloop_home, capsys):

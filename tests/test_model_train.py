@@ -43,6 +43,7 @@ def test_width_buckets_group_similar_widths():
     assert spread < 0.3 * np.ptp(widths)
 
 
+@pytest.mark.slow
 def test_loss_goes_down_on_a_tiny_set(tiny_pool, tmp_path):
     m, tok = _model(channels=(16, 32, 48, 64), hidden=48)
     ds = PoolDataset(tiny_pool, tok, train=False)
@@ -78,6 +79,7 @@ def test_artifact_is_not_a_pickle(tmp_path):
         load_model(str(tmp_path / "missing"))
 
 
+@pytest.mark.slow
 def test_resume_continues_from_last_checkpoint(tiny_pool, tmp_path):
     m, tok = _model(channels=(8, 16, 16, 16), hidden=16)
     out = str(tmp_path / "run")

@@ -9,14 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from crops.codes import format_family
+from crops.features import char_classes, digit_share
 from monitoring.accuracy import EvalSet, accuracy_summary, per_crop_frame
 from monitoring.alerts import AlertConfig, alert_summary
 from monitoring.confusions import ConfusionCounter, align, substitutions
 from monitoring.drift import DriftResult
-from monitoring.features import char_classes, digit_share
 from monitoring.html import accuracy_html, thumbnail
 from monitoring.publish import publish_files, report_prefix
-from monitoring.table import FEATURES, correction_rate, format_family, table_from_crops, table_from_manifest
+from monitoring.table import FEATURES, correction_rate, table_from_crops, table_from_manifest
 from recognizer.metrics import TextMatch, exact_match, norm_edit_distance
 
 
@@ -168,7 +169,7 @@ def test_table_from_crops_measures_images():
 
 
 def test_report_prefix_refuses_path_tricks(tmp_path):
-    from ingest.storage import open_storage
+    from bucket.storage import open_storage
 
     for bad in ("../x", "a/b", "", ".hidden"):
         with pytest.raises(ValueError):

@@ -9,7 +9,7 @@ from PIL import Image
 from flows.cli import main
 from recognizer.metrics import exact_match
 from recognizer.predict import Predictor
-from recognizer.preprocess import CropError, decode_image
+from crops.image import CropError, decode_image
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +95,7 @@ def test_orientation_is_handled(crops_dir, predictor):
     assert same / total >= 0.9
 
 
+@pytest.mark.slow
 def test_onnx_and_torch_backends_agree(crops_dir, base_model_dir):
     files = [os.path.join(crops_dir, "images", f) for f in sorted(os.listdir(os.path.join(crops_dir, "images")))]
     a = Predictor(base_model_dir, backend="onnx").predict_files(files)
@@ -122,6 +123,7 @@ def test_evaluate_rejects_labels_without_required_columns(tmp_path, capsys):
     assert "filename,label" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_batched_readings_equal_single_crop_readings(crops_dir, base_model_dir):
     """Batch-mates of other widths must not change a reading (serving reads one crop at a time)."""
     files = [os.path.join(crops_dir, "images", f) for f in sorted(os.listdir(os.path.join(crops_dir, "images")))]
@@ -141,6 +143,7 @@ def test_width_batches_share_one_padded_width():
         assert len(b) <= 2 and len({(widths[i] + 3) // 4 for i in b}) == 1
 
 
+@pytest.mark.slow
 def test_diagonal_crops_are_read_either_way_up(predictor):
     """Codes tilted 4-30 degrees in a user's axis-aligned box, upright and upside down: the deskew
     retry (both orientations) reads ~0.92 of them here; reading them only as boxed gave ~0.78."""
@@ -157,6 +160,7 @@ def test_diagonal_crops_are_read_either_way_up(predictor):
         assert len(misread) / len(crops) <= 0.15, (turn * 90, misread)
 
 
+@pytest.mark.slow
 def test_adapters_change_only_readings_the_base_path_is_unsure_of(crops_dir, base_model_dir, tmp_path):
     """A model with adapters: confident base readings stay exactly as they were (no forgetting); unsure
     ones take the adapted reading only when it is a brand layout the other is not, or more confident."""
@@ -164,8 +168,8 @@ def test_adapters_change_only_readings_the_base_path_is_unsure_of(crops_dir, bas
 
     from recognizer.checkpoint import load_model, save_model
     from recognizer.finetune import add_adapters
-    from recognizer.formats import looks_like_a_code
-    from recognizer.preprocess import load_image, to_gray
+    from crops.codes import looks_like_a_code
+    from crops.image import load_image, to_gray
 
     model, tok, _ = load_model(base_model_dir)
     adapted = add_adapters(model, 8).eval()

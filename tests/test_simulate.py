@@ -5,7 +5,7 @@ import json
 
 from flows.simulate import BAD_KINDS, seed_corrections
 from ingest.pipeline import IngestConfig, run_ingest
-from ingest.storage import open_storage
+from bucket.storage import open_storage
 
 
 def _sidecars(storage):

@@ -1,11 +1,15 @@
 """The storage layer: the same behaviour on a local directory and on the GCS emulator."""
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import pytest
 
-from ingest.storage import (BucketNotFound, GCSStorage, ObjectNotFound, RetryPolicy, StorageError,
+from bucket.state import HISTORY, JsonState
+from bucket.storage import (BucketNotFound, GCSStorage, ObjectNotFound, RetryPolicy, StorageError,
                             UnsafeObjectName, open_storage)
 from ingest_helpers import Faulty
 
@@ -109,3 +113,21 @@ def test_open_storage_urls(tmp_path):
         open_storage("")
     with pytest.raises(StorageError, match="no sub-path"):
         open_storage("gs://bucket/sub")
+
+
+@dataclass
+class Demo(JsonState):
+    KEY: ClassVar[str] = "state/demo/state.json"
+    seen: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)
+
+
+def test_json_state_round_trip_defaults_unknown_keys_and_history(bucket):
+    """One implementation of the bucket's JSON state objects (ingest, batch predict)."""
+    assert Demo.load(bucket) == Demo()                      # absent: the defaults
+    state = Demo({"a": 1}, [{"run": i} for i in range(HISTORY + 7)])
+    state.save(bucket)
+    loaded = Demo.load(bucket)
+    assert loaded.seen == {"a": 1} and loaded.history == [{"run": i} for i in range(7, HISTORY + 7)]
+    bucket.write(Demo.KEY, json.dumps({"seen": {"b": 2}, "written_by_a_newer_tagloop": True}).encode())
+    assert Demo.load(bucket) == Demo({"b": 2})

@@ -15,14 +15,14 @@ before it moves an alias.
 """
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from ingest.storage import ObjectNotFound, Storage
+from bucket.state import encode_json, read_json, write_json
+from bucket.storage import Storage
 
 LOCK_KEY = "state/retrain/lock.json"
 BROKEN_PREFIX = "state/retrain/broken-locks/"
@@ -48,15 +48,12 @@ class BucketLock:
 
     def _doc(self) -> bytes:
         now = time.time()
-        return json.dumps({"owner": self.owner, "token": self.token, "acquired_at": _stamp(now),
-                           "expires_at": now + self.ttl_s, "expires": _stamp(now + self.ttl_s)}).encode()
+        return encode_json({"owner": self.owner, "token": self.token, "acquired_at": _stamp(now),
+                            "expires_at": now + self.ttl_s, "expires": _stamp(now + self.ttl_s)})
 
     def current(self) -> dict | None:
         """The lock object's content, or None when nobody holds it."""
-        try:
-            return json.loads(self.storage.read(self.key))
-        except ObjectNotFound:
-            return None
+        return read_json(self.storage, self.key)
 
     def acquire(self, log: Callable[[str], None] = print) -> None:
         """Take the lock or raise ``LockHeld`` (an expired lock is taken over)."""
@@ -86,9 +83,8 @@ class BucketLock:
     def _record_break(self, held: dict, log: Callable[[str], None]) -> None:
         now = time.time()
         key = f"{BROKEN_PREFIX}{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(now))}-{self.token}.json"
-        self.storage.write(key, json.dumps({"broken_by": self.break_by, "broken_at": _stamp(now),
-                                            "new_owner": self.owner, "lock": held}, sort_keys=True).encode(),
-                           "application/json")
+        write_json(self.storage, key, {"broken_by": self.break_by, "broken_at": _stamp(now),
+                                       "new_owner": self.owner, "lock": held})
         log(f"lock: {self.break_by} broke the live lock of {held.get('owner')} (acquired {held.get('acquired_at')}); "
             f"recorded at {self.storage.uri(key)}")
 

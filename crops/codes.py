@@ -1,6 +1,10 @@
-"""Product-code formats of the brand families (one table for the predictor, ingest review and monitoring).
+"""What a product code is: the characters it is written in, the brand families and their layouts.
 
-``KNOWN_FORMATS``: a regex per family, the last ones (``fila`` words, ``generic``) broad.
+``FORMATS``: a regex per brand family, the last ones (``fila`` words, ``generic``) broad.
+The family names are the ones ``synth.grammar`` generates codes for, and the regexes match
+what it generates (``tests/test_crops.py``), so a rendered crop's family and a real crop's
+``format_family`` are the same vocabulary: the regression suite, the gate's slices, the
+mix's targeting and the drift report all speak it.
 ``looks_like_a_code``: the text matches one of the *specific* formats (a brand's style-code
 layout, not just "letters and digits"). A code read upside down almost never does
 (``0`` -> ``0``, ``6`` -> ``9``, ``N`` -> ``N`` ... but ``DD1391-100`` -> ``001-16E1QQ``), which
@@ -10,7 +14,10 @@ from __future__ import annotations
 
 import re
 
-KNOWN_FORMATS: dict[str, str] = {
+# the characters codes are written in, in the order of the base model's charset
+CODE_CHARSET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ -./:()#"
+
+FORMATS: dict[str, str] = {
     "nike": r"([A-Z]{2}\d{4}|\d{6})[- ]?\d{3}",
     "adidas": r"[A-Z]{1,2}\d{4,5}",
     "new_balance": r"(M|W|U|ML|WL|MR|MS|GC|PC|BB|CM)\d{3,4}[A-Z]{1,3}\d?",
@@ -23,17 +30,31 @@ KNOWN_FORMATS: dict[str, str] = {
     "parens": r"[A-Z]{2}-[A-Z0-9]{3}\d-\d{3}\(\d\)|[A-Z]{2}\d{4}\([A-Z]{2}\)|#[A-Z]\d{4}",
     "generic": r"[A-Z0-9]{2,}([-. /:][A-Z0-9]{2,})*(\([A-Z0-9]{1,2}\))?",
 }
-_ANY = [re.compile(f"^(?:{p})$") for p in KNOWN_FORMATS.values()]
+FAMILIES: tuple[str, ...] = tuple(FORMATS)
+UNKNOWN = "unknown"
+
+_FAMILY = [(name, re.compile(f"^(?:{p})$")) for name, p in FORMATS.items()]
 # specific layouts: every family but the catch-all ``generic`` and fila's plain words
-_SPECIFIC = [re.compile(f"^(?:{p})$") for name, p in KNOWN_FORMATS.items() if name not in ("generic", "fila")]
+_SPECIFIC = [rx for name, rx in _FAMILY if name not in ("generic", "fila")]
 _SPECIFIC.append(re.compile(r"^\d[A-Z]{2}\d{5}[A-Z]-\d{3}$"))      # fila's style code
+
+
+def format_family(label: str | None) -> str:
+    """First brand family of ``FORMATS`` whose layout matches the label; ``unknown`` if none."""
+    text = label or ""
+    return next((name for name, rx in _FAMILY if rx.match(text)), UNKNOWN)
+
+
+def matches_family(text: str, family: str) -> bool:
+    """The text has ``family``'s layout (whatever other families it also matches)."""
+    return bool(dict(_FAMILY)[family].match(text))
 
 
 def matches_known_format(text: str) -> bool:
     """Any family's format, the broad ones included (ingest's review screen)."""
-    return any(f.match(text) for f in _ANY)
+    return any(rx.match(text) for _, rx in _FAMILY)
 
 
 def looks_like_a_code(text: str) -> bool:
     """One of the specific brand layouts (see the module docstring)."""
-    return any(f.match(text) for f in _SPECIFIC)
+    return any(rx.match(text) for rx in _SPECIFIC)

@@ -1,4 +1,4 @@
-"""Per-crop features, computed once at ingest and reused by validation and drift reports.
+"""Per-crop features, computed once at ingest and reused by validation, the gate's slices and drift reports.
 
 Image statistics are measured on the grayscale crop downscaled so its longer
 side is at most ``STATS_SIDE`` pixels (cheap, and comparable across sizes).
@@ -11,8 +11,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from recognizer.preprocess import CropError, decode_image, to_gray
-from recognizer.tokenizer import DEFAULT_CHARSET
+from crops.codes import CODE_CHARSET
+from crops.image import CropError, decode_image, to_gray
 
 STATS_SIDE = 256
 FEATURE_COLUMNS = [
@@ -60,7 +60,7 @@ def image_stats(rgb: np.ndarray) -> dict[str, Any]:
             "blur": float(cv2.Laplacian(gray, cv2.CV_64F).var()), "phash": perceptual_hash(gray)}
 
 
-def label_features(label: str | None, charset: str = DEFAULT_CHARSET) -> dict[str, Any]:
+def label_features(label: str | None, charset: str = CODE_CHARSET) -> dict[str, Any]:
     text = label or ""
     return {"label_length": len(text), "charset_ok": bool(text) and all(c in charset for c in text)}
 
