@@ -144,20 +144,25 @@ def test_width_batches_share_one_padded_width():
 
 
 @pytest.mark.slow
-def test_diagonal_crops_are_read_either_way_up(predictor):
+def test_diagonal_crops_are_read_either_way_up(predictor, base_model_dir):
     """Codes tilted 4-30 degrees in a user's axis-aligned box, upright and upside down: the deskew
-    retry (both orientations) reads ~0.92 of them here; reading them only as boxed gave ~0.78."""
+    retry (both orientations) reads ~0.87 of them here (seeds 5, 6: 240 crops each); reading them only
+    as boxed gave ~0.52. 240 crops, so the bound sits ~3 standard errors above what was measured."""
     from synth.render import Renderer, RenderConfig
 
     renderer = Renderer(RenderConfig(p_tilt=1.0, max_tilt=30.0, fonts="train"), seed=5)
     rng = np.random.default_rng(5)
-    crops = [renderer.render(rng) for _ in range(140)]
+    crops = [renderer.render(rng) for _ in range(300)]
     crops = [c for c in crops if c.image.shape[0] >= 0.35 * c.image.shape[1]]
-    assert len(crops) >= 100
+    assert len(crops) >= 200
+    boxed = Predictor(base_model_dir, deskew_below=0.0)
     for turn in (0, 2):
-        preds = predictor.predict_arrays([np.rot90(c.image, turn) for c in crops])
-        misread = [(c.label, p.text) for p, c in zip(preds, crops) if not exact_match(p.text, c.label)]
-        assert len(misread) / len(crops) <= 0.15, (turn * 90, misread)
+        views = [np.rot90(c.image, turn) for c in crops]
+        misread = [(c.label, p.text) for p, c in zip(predictor.predict_arrays(views), crops)
+                   if not exact_match(p.text, c.label)]
+        n_boxed = sum(not exact_match(p.text, c.label) for p, c in zip(boxed.predict_arrays(views), crops))
+        assert len(misread) / len(crops) <= 0.2, (turn * 90, misread)
+        assert len(misread) <= n_boxed / 2, (turn * 90, len(misread), n_boxed)
 
 
 @pytest.mark.slow
