@@ -49,6 +49,9 @@ def decode_status(err: CropError) -> str:
     return "corrupt_image"
 
 
+BLANK_CONTRAST = 3.0    # grey-level std below this is a blank crop (ingest quarantines it as blank_image)
+
+
 def image_stats(rgb: np.ndarray) -> dict[str, Any]:
     """H x W x 3 uint8 -> brightness (mean, 0-255), contrast (std), blur (Laplacian variance)."""
     gray = to_gray(rgb)

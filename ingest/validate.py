@@ -16,12 +16,13 @@ from typing import Any
 
 import pandas as pd
 
+from crops.features import BLANK_CONTRAST
+
 BASE_LABEL_CHARS = r"0-9A-Z \-./:()#"
 LABEL_REGEX = rf"^[{BASE_LABEL_CHARS}]*$"      # the default; label_regex(extra) adds IngestConfig.extra_chars
 MIN_LABEL, MAX_LABEL = 5, 21
 MIN_SIDE, MAX_SIDE = 8, 4000
 MIN_ASPECT, MAX_ASPECT = 1 / 25, 25.0
-MIN_CONTRAST = 3.0                     # grey-level std below this is a blank crop
 EARLIEST = datetime(2015, 1, 1, tzinfo=timezone.utc)
 FROM_VALUE = "*value*"                 # reason taken from the failing cell itself
 
@@ -56,7 +57,7 @@ def _expectations(now: datetime, extra: str = "") -> list:
         gxe.ExpectColumnValuesToBeBetween(column="width", min_value=MIN_SIDE, max_value=MAX_SIDE, meta={"reason": "bad_dimensions"}),
         gxe.ExpectColumnValuesToBeBetween(column="height", min_value=MIN_SIDE, max_value=MAX_SIDE, meta={"reason": "bad_dimensions"}),
         gxe.ExpectColumnValuesToBeBetween(column="aspect", min_value=MIN_ASPECT, max_value=MAX_ASPECT, meta={"reason": "bad_aspect"}),
-        gxe.ExpectColumnValuesToBeBetween(column="contrast", min_value=MIN_CONTRAST, meta={"reason": "blank_image"}),
+        gxe.ExpectColumnValuesToBeBetween(column="contrast", min_value=BLANK_CONTRAST, meta={"reason": "blank_image"}),
         gxe.ExpectColumnValuesToMatchRegex(column="label", regex=label_regex(extra), meta={"reason": "label_charset"}),
         gxe.ExpectColumnValueLengthsToBeBetween(column="label", min_value=MIN_LABEL, max_value=MAX_LABEL, meta={"reason": "label_length"}),
         gxe.ExpectColumnValuesToBeBetween(column="confidence", min_value=0.0, max_value=1.0, meta={"reason": "confidence_range"}),

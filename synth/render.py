@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from crops.features import BLANK_CONTRAST
 from synth import clutter
 from synth.fonts import font_pool
 from synth.grammar import CodeSampler
@@ -99,7 +100,7 @@ def _palette(rng: np.random.Generator, cfg: RenderConfig, tags: list[str]) -> tu
     return np.clip(bg, 0, 255), np.clip(ink, 0, 255)
 
 
-MIN_VISIBLE = 6.0      # grey-level std; twice ingest's blank threshold, so JPEG upload cannot make it blank
+MIN_VISIBLE = 2 * BLANK_CONTRAST   # grey-level std; with room for a JPEG upload to smooth it
 
 
 def visible(image: np.ndarray) -> bool:
