@@ -1,6 +1,6 @@
-"""A lock object in the bucket, so two retrains on the same bucket never overlap.
+"""A lock object in the bucket, so two runs that write the dataset (retrains, ingests) never overlap.
 
-Whatever starts them (a deployment, ``tagloop retrain``, the demo, two machines), they
+Whatever starts them (a deployment, ``tagloop retrain`` or ``ingest``, the demo, two machines), they
 share the bucket, so the lock lives there: ``state/retrain/lock.json`` holding the owner,
 a random token and an expiry. Acquiring checks for a live lock, then creates the object only if it
 is absent (GCS ``ifGenerationMatch=0``, a hard link on a directory) and reads it back (the
@@ -30,7 +30,7 @@ DEFAULT_TTL_S = 3 * 3600.0
 
 
 class LockHeld(RuntimeError):
-    """Another retrain holds the bucket's lock."""
+    """Another run (a retrain or an ingest) holds the bucket's lock."""
 
 
 def _stamp(t: float) -> str:
@@ -64,10 +64,10 @@ class BucketLock:
                 live = float(held.get("expires_at", 0)) > time.time()
                 if live and not self.break_by:
                     raise LockHeld(
-                        f"another retrain holds {self.storage.uri(self.key)}: owner {held.get('owner')}, "
+                        f"another run holds {self.storage.uri(self.key)}: owner {held.get('owner')}, "
                         f"since {held.get('acquired_at')}, expires {held.get('expires')}. It is released when that "
-                        "run ends; if no retrain is running (a killed process), run again with --break-lock "
-                        "--forced-by NAME, or wait for the expiry")
+                        "run ends; if no retrain or ingest is running (a killed process), wait for the expiry or "
+                        "break it: tagloop retrain --break-lock --forced-by NAME")
                 if live:
                     self._record_break(held, log)
                 else:
@@ -106,7 +106,7 @@ class BucketLock:
 @contextmanager
 def bucket_lock(storage: Storage, owner: str, ttl_s: float = DEFAULT_TTL_S,
                 log: Callable[[str], None] = print, break_by: str | None = None) -> Iterator[BucketLock]:
-    """Hold the retrain lock for the ``with`` block; released on success and on errors.
+    """Hold the bucket's lock for the ``with`` block; released on success, on errors and on SIGTERM/SIGINT.
 
     ``break_by``: the person taking over a live lock (recorded; see the module docstring).
     """

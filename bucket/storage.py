@@ -9,8 +9,10 @@ escape a local root.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+import errno
 import os
 import random
+import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -36,6 +38,19 @@ class UnsafeObjectName(StorageError, ValueError):
     """A key with ``..``, an absolute path or other characters that could escape the root."""
 
 
+class ObjectUnreadable(StorageError):
+    """An object that exists but is not a readable file (a symlink, a FIFO, no permission): a fault
+    of that object alone, never retried. ``reason`` names it for a quarantine record."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class OutOfSpace(StorageError):
+    """The disk under a directory bucket is full; nothing half-written is left behind."""
+
+
 class TransientStorageError(StorageError):
     """Raised by backends (or fault injectors) for errors worth retrying."""
 
@@ -46,6 +61,9 @@ class ObjectInfo:
     size: int
     updated: datetime   # UTC
 
+
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)                 # read once: the process's umask (os.umask can only read it by setting it)
 
 STATE_PREFIX = "state/"      # the only prefix tagloop may delete from (locks)
 Listing = list[ObjectInfo]   # alias: inside Storage the name ``list`` is the method
@@ -187,39 +205,67 @@ class LocalStorage(Storage):
     def _list(self, prefix: str) -> Listing:
         self._check()
         out = []
-        for dirpath, _dirs, files in os.walk(self.root):
+        for dirpath, _dirs, files in os.walk(self.root):     # symlinked directories are not entered
             for f in files:
                 full = os.path.join(dirpath, f)
                 name = os.path.relpath(full, self.root).replace(os.sep, "/")
                 if name.startswith(prefix) and ".tmp-" not in f:
-                    st = os.stat(full)
+                    st = os.lstat(full)        # a dangling or looping symlink is listed, not followed
                     out.append(ObjectInfo(name, st.st_size, datetime.fromtimestamp(st.st_mtime, timezone.utc)))
         return out
 
     def _read(self, name: str) -> bytes:
+        lexical = os.path.join(self.root, *name.split("/"))
         try:
-            with open(self._path(name), "rb") as f:
-                return f.read()
-        except (FileNotFoundError, IsADirectoryError):
+            st = os.lstat(lexical)
+        except (FileNotFoundError, NotADirectoryError):
             raise ObjectNotFound(f"{self.uri(name)}: no such object") from None
+        if stat.S_ISLNK(st.st_mode):
+            raise ObjectUnreadable(f"{self.uri(name)}: a symlink; objects are read only as regular files", "symlink")
+        if not stat.S_ISREG(st.st_mode):
+            raise ObjectUnreadable(f"{self.uri(name)}: not a regular file", "not_a_regular_file")
+        path = self._path(name)                 # a symlinked parent directory may not lead outside the root
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except PermissionError:
+            raise ObjectUnreadable(f"{self.uri(name)}: permission denied", "permission_denied") from None
+        except FileNotFoundError:
+            raise ObjectNotFound(f"{self.uri(name)}: no such object") from None
+        except OSError as e:                    # ELOOP: replaced by a symlink since the check
+            raise ObjectUnreadable(f"{self.uri(name)}: {e.strerror}", "symlink") from None
+        with os.fdopen(fd, "rb") as f:
+            return f.read()
+
+    def _temp_write(self, path: str, data: bytes) -> str:
+        """``data`` into a temporary file beside ``path``; removed again when the write fails."""
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+        try:
+            os.fchmod(fd, 0o666 & ~_UMASK)        # what open() would give; mkstemp's 0600 hid objects from people
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        except BaseException as e:
+            os.remove(tmp)
+            if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise OutOfSpace(f"disk full writing {path} ({e.strerror}); nothing was left half-written") from None
+            raise
+        return tmp
 
     def _write(self, name: str, data: bytes, content_type: str) -> None:
         path = self._path(name)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        tmp = self._temp_write(path, data)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            os.remove(tmp)
+            raise
 
     def _exists(self, name: str) -> bool:
         return os.path.isfile(self._path(name))
 
     def _create(self, name: str, data: bytes, content_type: str) -> bool:
         path = self._path(name)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        tmp = self._temp_write(path, data)
         try:
             os.link(tmp, path)          # atomic; fails when the name exists
             return True

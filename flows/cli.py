@@ -5,14 +5,41 @@ import argparse
 import csv
 import json
 import os
+import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import replace
-from typing import Callable
+from typing import Callable, Iterator
 
 from flows.options import (opts_batch_predict, opts_demo, opts_evaluate, opts_ingest, opts_monitor, opts_predict,
                            opts_pretrain, opts_retrain, opts_rollback, opts_synth)
 from flows.settings import Settings, setup_environment
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """SIGTERM (``kill``, a scheduler stopping the run) raises KeyboardInterrupt like Ctrl-C does, so the run
+    unwinds: ``finally`` blocks release the bucket lock and remove temporary files, Prefect marks the run and
+    stops the temporary server it started. Without it the default action kills the process on the spot."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    """A human summary line: stdout, or stderr under ``--json`` so that stdout holds only the JSON document."""
+    print(text, file=sys.stderr if getattr(args, "json", False) else sys.stdout)
 
 
 def _err(msg: str) -> None:
@@ -47,7 +74,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     model_dir = resolve_model(args.model, Settings.from_env().home)
     summary = evaluate_labelled(args.images, args.labels, model_dir, backend=args.backend)
-    print(format_summary(summary))
+    _say(args, format_summary(summary))
     if args.json:
         print(json.dumps(summary))
     return 0
@@ -83,9 +110,10 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     setup_environment()                     # before Prefect is imported: PREFECT_HOME under TAGLOOP_HOME
+    from bucket.lock import LockHeld
+    from bucket.storage import StorageError
     from flows.ingest_flow import ingest
     from ingest.pipeline import ValidationFailed
-    from bucket.storage import StorageError
 
     try:
         summary = ingest(bucket=args.bucket, model=args.model, max_failed_share=args.max_failed_share,
@@ -93,9 +121,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     except (StorageError, ValidationFailed) as e:
         _err(str(e))
         return 3
-    print(f"ingest {summary.run_id}: {summary.n_new} new -> {summary.n_accepted} accepted, "
-          f"{summary.n_quarantined} quarantined {summary.quarantine_reasons}, {summary.n_review} held for review; "
-          f"dataset {summary.dataset_version}")
+    except LockHeld as e:
+        _err(str(e))
+        return 4
+    _say(args, f"ingest {summary.run_id}: {summary.n_new} new -> {summary.n_accepted} accepted, "
+               f"{summary.n_quarantined} quarantined {summary.quarantine_reasons}, {summary.n_review} held for review; "
+               f"dataset {summary.dataset_version}")
     if args.json:
         print(summary.to_json())
     return 0
@@ -113,9 +144,9 @@ def cmd_batch_predict(args: argparse.Namespace) -> int:
     except StorageError as e:
         _err(str(e))
         return 3
-    print(f"batch-predict {s['run_id']}: {s['n_new']} new crops -> {s['n_scored']} scored, "
-          f"{s['n_unreadable']} unreadable, {s['n_queued']} queued for labeling; "
-          f"{s['n_already_scored']} scored before")
+    _say(args, f"batch-predict {s['run_id']}: {s['n_new']} new crops -> {s['n_scored']} scored, "
+               f"{s['n_unreadable']} unreadable, {s['n_queued']} queued for labeling; "
+               f"{s['n_already_scored']} scored before")
     for key, why in s["unreadable"].items():
         _err(f"{key}: {why}")
     if args.json:
@@ -134,8 +165,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         _err(str(e))
         return 3
     alerts = ", ".join(a["name"] for a in s.get("alerts", [])) or "none"
-    print(f"monitor {s['run_id']}: drift share {s.get('drift_share', s.get('drift_skipped'))}, "
-          f"correction rate {s.get('correction_rate')}, alerts: {alerts}; retrain: {s['retrain']['reason']}")
+    _say(args, f"monitor {s['run_id']}: drift share {s.get('drift_share', s.get('drift_skipped'))}, "
+               f"correction rate {s.get('correction_rate')}, alerts: {alerts}; retrain: {s['retrain']['reason']}")
     if args.json:
         print(json.dumps(s, sort_keys=True, default=str))
     return 0
@@ -165,8 +196,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     except LockHeld as e:
         _err(str(e))
         return 4
-    print(f"retrain: champion v{summary.champion_version}, challenger "
-          f"{'v' + summary.challenger_version if summary.challenger_version else 'none'}: {summary.reason}")
+    _say(args, f"retrain: champion v{summary.champion_version}, challenger "
+               f"{'v' + summary.challenger_version if summary.challenger_version else 'none'}: {summary.reason}")
     if args.json:
         print(summary.to_json())
     return 0
@@ -181,8 +212,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         return 2
     setup_mlflow(settings.home)
     move = Registry().rollback(by=args.by or settings.user)
-    print(f"rollback: champion v{move.before['champion']} -> v{move.champion}; "
-          f"previous-champion now {move.previous_champion or 'unset'}")
+    _say(args, f"rollback: champion v{move.before['champion']} -> v{move.champion}; "
+               f"previous-champion now {move.previous_champion or 'unset'}")
     if args.json:
         print(json.dumps({"champion": move.champion, "previous_champion": move.previous_champion,
                           "before": move.before}))
@@ -211,10 +242,20 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
 }
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tagloop")
+    except PackageNotFoundError:      # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The ``tagloop`` parser; ``only``: add options for that command alone (what ``main`` runs imports
     just its own configuration, so no command pays for another's imports)."""
     p = argparse.ArgumentParser(prog="tagloop", description="Continual-learning loop for a product-code OCR.")
+    p.add_argument("--version", action="version", version=f"tagloop {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
     for name, (text, options, run) in COMMANDS.items():
         sp = sub.add_parser(name, help=text)
@@ -229,7 +270,12 @@ def main(argv: list[str] | None = None) -> int:
     command = next((a for a in argv if not a.startswith("-")), None)
     args = build_parser(command if command in COMMANDS else "").parse_args(argv)
     try:
-        return args.func(args)
+        with stop_on_signals():
+            return args.func(args)
+    except KeyboardInterrupt:
+        _err("stopped by a signal: the bucket lock was released and nothing past the last commit was kept; "
+             "the next run picks up from there")
+        return 130
     except (FileNotFoundError, ValueError) as e:
         _err(str(e))
         return 2

@@ -14,6 +14,7 @@ the timestamp is epoch seconds/milliseconds or ``YYYYMMDD[T]HHMMSS[Z]``.
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ class Item:
     sidecar_name: str | None = None
     updated: datetime | None = None  # newest object time
     problem: str = ""                # structural reason: missing_sidecar, bad_sidecar_json, ...
+    detail: str = ""                 # what exactly went wrong, when the reason alone does not say
     sidecar: dict[str, Any] = field(default_factory=dict)
     label: str | None = None
     confidence: float | None = None
@@ -128,20 +130,47 @@ def _add_legacy(items: dict[str, Item], o: ObjectInfo) -> None:
     items[o.name] = it
 
 
+MAX_SIDECAR_BYTES = 64 * 1024     # a sidecar is ~250 bytes; bigger ones are not downloaded
+
+
+def _confidence(value: Any) -> tuple[float | None, bool]:
+    """Sidecar ``confidence`` -> (value, ok): absent is fine; a bool, a string, NaN, infinity or a number
+    too large for a float is not."""
+    if value is None:
+        return None, True
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None, False
+    try:
+        conf = float(value)
+    except OverflowError:
+        return None, False
+    return (conf, True) if math.isfinite(conf) else (None, False)
+
+
+def _names_agree(item: Item, doc: dict[str, Any]) -> bool:
+    """The sidecar's ``crop_id`` and ``image`` (when given) name the objects it sits beside."""
+    crop_id = item.key.rsplit("/", 1)[-1]
+    image = (item.image_name or "").rsplit("/", 1)[-1]
+    return doc.get("crop_id") in (None, crop_id) and doc.get("image") in (None, image)
+
+
 def apply_sidecar(item: Item, raw: bytes) -> None:
-    """Parse sidecar bytes into ``item``; sets ``problem`` on bad JSON or missing fields."""
+    """Parse sidecar bytes into ``item``; sets ``problem`` on bad JSON, missing or bad fields, or names that
+    do not match the objects. Never raises on content: a hostile sidecar is this item's problem only."""
     try:
         doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):   # bad UTF-8 or JSON, integers over Python's digit limit, deep nesting
         item.problem = "bad_sidecar_json"
         return
     if not isinstance(doc, dict) or not isinstance(doc.get("corrected_label"), str):
         item.problem = "bad_sidecar_fields"
         return
+    if not _names_agree(item, doc):
+        item.problem = "sidecar_mismatch"
+        return
     item.sidecar = doc
     item.label = doc["corrected_label"]
-    conf = doc.get("confidence")
-    item.confidence = float(conf) if isinstance(conf, (int, float)) and not isinstance(conf, bool) else None
-    if conf is not None and item.confidence is None:
+    item.confidence, ok = _confidence(doc.get("confidence"))
+    if not ok:
         item.problem = "bad_sidecar_fields"
     item.created_at = doc.get("created_at") if isinstance(doc.get("created_at"), str) else None

@@ -96,7 +96,8 @@ def quarantine(storage: Storage, run_id: str, row: dict[str, Any], reasons: list
     for name, data in blobs.items():
         storage.write(f"{base}/{name.rsplit('/', 1)[-1]}", data)
     doc = {"key": row["sample_id"], "objects": sorted(blobs) or [row["sample_id"]], "reasons": reasons,
-           "label": row.get("label"), "decode_error": row.get("decode_error") or None, "run_id": run_id}
+           "label": row.get("label"), "decode_error": row.get("decode_error") or None,
+           "detail": row.get("problem_detail") or None, "run_id": run_id}
     storage.write(f"{base}/reasons.json", json.dumps(doc, indent=1, default=str).encode(), "application/json")
 
 

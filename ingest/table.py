@@ -9,13 +9,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ingest.corrections import Item, apply_sidecar
-from bucket.storage import ObjectInfo, Storage
+from ingest.corrections import MAX_SIDECAR_BYTES, Item, apply_sidecar
+from bucket.storage import ObjectInfo, ObjectNotFound, ObjectUnreadable, Storage, UnsafeObjectName
 from crops.features import crop_features
 from recognizer.tokenizer import normalize_label
 
 MAX_OBJECT_BYTES = 50_000_000     # crops bigger than this are not even downloaded
 NO_READ = {"unsafe_name", "missing_image"}
+
+
+@dataclass(frozen=True)
+class Unread:
+    reason: str
+    detail: str
 
 
 @dataclass
@@ -45,8 +51,11 @@ def _lineage(item: Item) -> dict[str, Any]:
 
 
 def _to_read(item: Item, sizes: dict[str, int]) -> list[str]:
-    """Object names of ``item`` worth downloading (sets ``file_too_large`` on oversize crops)."""
+    """Object names of ``item`` worth downloading (sets ``file_too_large`` / ``sidecar_too_large``)."""
     names = [item.sidecar_name] if item.sidecar_name and item.problem != "unsafe_name" else []
+    if names and sizes.get(item.sidecar_name, 0) > MAX_SIDECAR_BYTES:
+        item.problem = item.problem or "sidecar_too_large"
+        names = []
     if item.image_name and item.problem not in NO_READ:
         if sizes.get(item.image_name, 0) > MAX_OBJECT_BYTES:
             item.problem = item.problem or "file_too_large"
@@ -55,33 +64,61 @@ def _to_read(item: Item, sizes: dict[str, int]) -> list[str]:
     return names
 
 
-def load_item(item: Item, blobs: dict[str, bytes], out: Loaded) -> None:
-    """One item and its downloaded objects -> a feature row appended to ``out``."""
+def load_item(item: Item, blobs: dict[str, bytes], out: Loaded, content: bool = True) -> None:
+    """One item and its downloaded objects -> a feature row appended to ``out``.
+
+    ``content=False``: the row of an item whose content could not be processed (no features from it)."""
     out.blobs[item.key] = blobs
     if item.sidecar_name in blobs and not item.problem:
         apply_sidecar(item, blobs[item.sidecar_name])
     data = blobs.get(item.image_name or "", b"")
     label = normalize_label(item.label) if isinstance(item.label, str) else None
-    feats, rgb = crop_features(data, label, item.confidence)
+    feats, rgb = crop_features(data, label, item.confidence) if content else crop_features(b"", None, None)
     if item.image_name not in blobs:
         feats.update(content_hash=None, decode_status="no_image")
     row = {**_lineage(item), **feats, "label": label, "structure": item.problem or "ok",
+           "problem_detail": item.detail or None,
            "created_ts": parse_ts(item.created_at)}
     out.rows.append(row)
     if rgb is not None:
         out.arrays[item.key] = rgb
 
 
+def read_object(storage: Storage, name: str) -> bytes | Unread:
+    """One object's bytes, or why this object alone cannot be read (a symlink, a FIFO, no permission, gone
+    since the listing). Bucket-wide faults (unreachable, out of retries) still raise: they are the run's."""
+    try:
+        return storage.read(name)
+    except ObjectUnreadable as e:
+        return Unread(e.reason, str(e))
+    except UnsafeObjectName as e:
+        return Unread("unsafe_name", str(e))
+    except ObjectNotFound as e:
+        return Unread("object_vanished", str(e))
+
+
 def load_items(storage: Storage, items: list[Item], listing: list[ObjectInfo], workers: int = 8) -> Loaded:
-    """Download the items' objects (``workers`` concurrent reads) and build their feature rows."""
+    """Download the items' objects (``workers`` concurrent reads) and build their feature rows.
+
+    An item whose objects cannot be read, or whose content makes building its row fail in any way,
+    gets that as its problem (a quarantine reason) and the batch goes on."""
     sizes = {o.name: o.size for o in listing}
     wanted = {it.key: _to_read(it, sizes) for it in items}
     names = [n for ns in wanted.values() for n in ns]
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        data = dict(zip(names, pool.map(storage.read, names)))
+        data = dict(zip(names, pool.map(lambda n: read_object(storage, n), names)))
     out = Loaded()
     for it in items:
-        load_item(it, {n: data[n] for n in wanted[it.key]}, out)
+        unread = [data[n] for n in wanted[it.key] if isinstance(data[n], Unread)]
+        blobs = {n: data[n] for n in wanted[it.key] if not isinstance(data[n], Unread)}
+        if unread and not it.problem:
+            it.problem, it.detail = unread[0].reason, unread[0].detail
+        try:
+            load_item(it, blobs, out)
+        except Exception as e:  # noqa: BLE001 - any content-driven failure is this item's, not the batch's
+            it.problem, it.detail = "unprocessable_item", f"{type(e).__name__}: {str(e)[:300]}"
+            load_item(it, {}, out, content=False)
+            out.blobs[it.key] = blobs            # the quarantine copy keeps what was read
     return out
 
 

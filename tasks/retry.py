@@ -8,9 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from bucket.storage import BucketNotFound, ObjectNotFound, UnsafeObjectName
+from bucket.lock import LockHeld
+from bucket.storage import BucketNotFound, ObjectNotFound, ObjectUnreadable, OutOfSpace, UnsafeObjectName
+from ingest.pipeline import ValidationFailed
 
-PERMANENT = (BucketNotFound, ObjectNotFound, UnsafeObjectName, ValueError, FileNotFoundError, TypeError)
+# what no retry can fix: a bad parameter or object, a full disk, a held lock, a batch that failed validation
+PERMANENT = (BucketNotFound, ObjectNotFound, ObjectUnreadable, UnsafeObjectName, OutOfSpace, LockHeld,
+             ValidationFailed, ValueError, FileNotFoundError, TypeError, KeyError, RecursionError, OverflowError,
+             MemoryError)
 
 
 def worth_retrying(task: Any, task_run: Any, state: Any) -> bool:

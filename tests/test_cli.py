@@ -18,6 +18,12 @@ def test_every_option_has_help_text():
                 assert action.help, f"{name} {action.dest} lacks help"
 
 
+def test_version_names_the_installed_package(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0 and capsys.readouterr().out.strip() == "tagloop 0.1.0"
+
+
 def test_synth_command_writes_dataset(tmp_path, capsys):
     out = tmp_path / "ds"
     assert main(["synth", "--out", str(out), "--n", "5", "--seed", "3", "--workers", "1", "--p-rot90", "1"]) == 0

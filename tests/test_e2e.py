@@ -177,7 +177,7 @@ def test_bucket_outage_mid_run_fails_cleanly_then_resumes(prefect_api, tagloop_h
     assert Registry().aliases() == {"champion": "1", "challenger": None, "previous-champion": None}
     assert IngestState.load(storage).dataset_version is None          # no dataset version became current
     stale = json.loads(storage.read("state/retrain/lock.json"))
-    with pytest.raises(LockHeld, match="another retrain holds"):  # the dead run could not release its lock
+    with pytest.raises(LockHeld, match="another run holds"):  # the dead run could not release its lock
         retrain(bucket=storage.url, **SHORT)
     time.sleep(max(0.0, stale["expires_at"] - time.time()) + 0.5)  # ... until it expires
 

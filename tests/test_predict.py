@@ -109,8 +109,9 @@ def test_evaluate_json_matches_contract(crops_dir, capsys):
                  "--labels", os.path.join(crops_dir, "labels.csv"), "--json"]) == 0
     import json
 
-    last = capsys.readouterr().out.strip().splitlines()[-1]
-    summary = json.loads(last)
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)               # stdout is the JSON document alone (`| jq` works)
+    assert "exact match" in captured.err             # the human summary went to stderr
     assert summary["n"] == 24 and 0 <= summary["exact_match"] <= 1
     assert "brand" in summary["slices"] and "condition" in summary["slices"]
     assert sum(v["n"] for v in summary["slices"]["brand"].values()) == 24
