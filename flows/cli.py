@@ -242,6 +242,16 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
 }
 
 
+class DefaultsShown(argparse.HelpFormatter):
+    """``--help`` states each option's default (the config dataclass's value), unless it has none or says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -258,7 +268,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"tagloop {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
     for name, (text, options, run) in COMMANDS.items():
-        sp = sub.add_parser(name, help=text)
+        sp = sub.add_parser(name, help=text, description=text, formatter_class=DefaultsShown)
         if only is None or only == name:
             options(sp)
         sp.set_defaults(func=run)

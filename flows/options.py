@@ -33,7 +33,7 @@ def _fields(p: argparse.ArgumentParser, obj: Any, names: list[str], rename: dict
 
 
 BUCKET_HELP = "gs://BUCKET, file:///path or a directory (default: TAGLOOP_BUCKET)"
-JSON_HELP = "print one JSON summary object on the last line"
+JSON_HELP = "print one JSON summary object on stdout (human lines go to stderr)"
 MODEL_HELP = "champion (default), models:/product-code-recognizer@ALIAS or /VERSION, or a model directory"
 
 

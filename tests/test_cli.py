@@ -24,6 +24,16 @@ def test_version_names_the_installed_package(capsys):
     assert stop.value.code == 0 and capsys.readouterr().out.strip() == "tagloop 0.1.0"
 
 
+def test_help_states_the_recipe_defaults_from_the_config(capsys):
+    from recognizer.finetune import FinetuneConfig
+
+    with pytest.raises(SystemExit):
+        main(["retrain", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"(default: {FinetuneConfig().train.steps})" in text and f"(default: {FinetuneConfig().train.lr})" in text
+    assert "(default: None)" not in text and "(default: False)" not in text
+
+
 def test_synth_command_writes_dataset(tmp_path, capsys):
     out = tmp_path / "ds"
     assert main(["synth", "--out", str(out), "--n", "5", "--seed", "3", "--workers", "1", "--p-rot90", "1"]) == 0
