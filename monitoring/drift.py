@@ -69,6 +69,8 @@ class DriftResult:
     correction_rate: float | None
     reference_correction_rate: float | None
     config: DriftConfig = field(default_factory=DriftConfig)
+    n_rate_current: int | None = None        # crops whose corrected/not-corrected is known (the rates' n)
+    n_rate_reference: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -123,7 +125,8 @@ def run_drift(reference: pd.DataFrame, current: pd.DataFrame, cfg: DriftConfig |
     drifted = [c for c in num + cat if features[c].drifted]
     share = len(drifted) / len(features)
     result = DriftResult(len(reference), len(current), features, drifted, share, share >= cfg.drift_share, skipped,
-                         correction_rate(current), correction_rate(reference), cfg)
+                         correction_rate(current), correction_rate(reference), cfg,
+                         int(current["corrected"].notna().sum()), int(reference["corrected"].notna().sum()))
     return result, snap
 
 

@@ -127,7 +127,7 @@ def _drift(share=0.0, rate=None, ref_rate=None):
 @pytest.mark.parametrize("share,rate,ref,fired,retrain", [
     (0.0, None, None, [], False),
     (0.6, None, None, ["dataset_drift"], True),
-    (0.1, 0.12, 0.11, ["correction_rate"], True),
+    (0.1, 0.12, 0.11, ["correction_rate"], False),     # high, but as high as ever: tell people, do not retrain
     (0.1, 0.08, 0.01, ["correction_rate_increase"], True),
     (0.1, 0.04, 0.02, [], False),
 ])
@@ -135,6 +135,33 @@ def test_alerts(share, rate, ref, fired, retrain):
     out = alert_summary(_drift(share, rate, ref))
     assert [a["name"] for a in out["alerts"]] == fired
     assert out["should_retrain"] is retrain
+
+
+def _counted(rate, n, ref, n_ref):
+    d = _drift(0.0, rate, ref)
+    d.n_rate_current, d.n_rate_reference = n, n_ref
+    return alert_summary(d)
+
+
+def test_correction_rate_alerts_need_evidence():
+    """The night that fired "should retrain" for 42.4 % against 41.5 %: no retrain now; small samples and
+    rises within chance fire nothing; a real rise on enough crops does."""
+    same = _counted(0.424, 300, 0.415, 300)
+    assert [a["name"] for a in same["alerts"]] == ["correction_rate"] and not same["should_retrain"]
+    assert _counted(0.5, 10, 0.05, 300)["alerts"] == []                       # 10 crops say nothing
+    assert _counted(0.16, 60, 0.10, 60)["alerts"] == [{"name": "correction_rate", "value": 0.16, "threshold": 0.1,
+                                                       "message": "users corrected 16.0% of crops (threshold 10.0%)"}]
+    rise = _counted(0.25, 200, 0.10, 400)
+    assert [a["name"] for a in rise["alerts"]] == ["correction_rate", "correction_rate_increase"]
+    assert rise["should_retrain"]
+
+
+def test_rise_p_value_matches_a_hand_computed_z_test():
+    from monitoring.alerts import rise_p_value
+
+    # pooled 0.15, se = sqrt(.15 * .85 * (1/200 + 1/400)) = 0.030923, z = 0.15 / se = 4.851 -> p = 6.1e-7
+    assert rise_p_value(0.25, 200, 0.10, 400) == pytest.approx(6.14e-7, rel=0.02)
+    assert rise_p_value(0.10, 100, 0.10, 100) == pytest.approx(0.5)
 
 
 def test_alert_thresholds_are_configurable():
