@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Callable, Iterator
 
 from flows.options import (opts_batch_predict, opts_demo, opts_evaluate, opts_ingest, opts_monitor, opts_predict,
-                           opts_pretrain, opts_retrain, opts_rollback, opts_synth)
+                           opts_pretrain, opts_promote, opts_retrain, opts_rollback, opts_synth)
 from flows.settings import Settings, setup_environment
 
 
@@ -220,6 +220,33 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_promote(args: argparse.Namespace) -> int:
+    """Make an existing registered version champion by hand (after a review, or to undo a rollback)."""
+    from loop.registry import Registry, registry_configured, setup_mlflow
+
+    by = args.by.strip()
+    if not by:
+        _err("--by needs a name (recorded on the version)")
+        return 2
+    settings = setup_environment()
+    if not registry_configured(settings.home):
+        _err(f"no model registry under {settings.home} (and MLFLOW_TRACKING_URI is not set): nothing to promote")
+        return 2
+    setup_mlflow(settings.home)
+    registry = Registry()
+    if args.version not in registry.versions():
+        _err(f"no registered version {args.version!r} (versions: {', '.join(registry.versions()) or 'none'})")
+        return 2
+    reason = f"promoted by hand by {by}" + (f": {args.reason.strip()}" if args.reason.strip() else "")
+    move = registry.promote(args.version, reason, forced_by=by)
+    _say(args, f"promote: champion v{move.before['champion']} -> v{move.champion}; "
+               f"previous-champion now {move.previous_champion or 'unset'}")
+    if args.json:
+        print(json.dumps({"champion": move.champion, "previous_champion": move.previous_champion,
+                          "before": move.before, "reason": reason}))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from flows.demo import DemoConfig, run_demo
 
@@ -235,6 +262,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
     "monitor": ("drift + correction-rate report on new corrections (Prefect flow)", opts_monitor, cmd_monitor),
     "retrain": ("one full cycle now: ingest, mix, fine-tune, gate, registry, reports", opts_retrain, cmd_retrain),
     "rollback": ("champion <- previous-champion", opts_rollback, cmd_rollback),
+    "promote": ("champion <- a registered version, by hand (audited)", opts_promote, cmd_promote),
     "predict": ("read crops and write filename,prediction,confidence", opts_predict, cmd_predict),
     "evaluate": ("exact match overall and per slice on labelled crops", opts_evaluate, cmd_evaluate),
     "synth": ("render synthetic crops to DIR/images + DIR/labels.csv", opts_synth, cmd_synth),

@@ -95,6 +95,13 @@ def opts_rollback(p: argparse.ArgumentParser) -> None:
     p.add_argument("--by", default=None, help="who rolls back (recorded on the demoted version; default $USER)")
 
 
+def opts_promote(p: argparse.ArgumentParser) -> None:
+    p.add_argument("version", help="registered version to make champion (the current one becomes previous-champion)")
+    p.add_argument("--by", required=True, help="who promotes (recorded on the version as forced_by: the gate is bypassed)")
+    p.add_argument("--reason", default="", help="why, recorded with the promotion")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+
+
 def opts_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", help="image files or directories of images")
     p.add_argument("--out", required=True, help="output CSV path")

@@ -90,6 +90,22 @@ def test_cli_rollback_json(tagloop_home, capsys):
     assert main(["rollback"]) == 2                                  # nothing left to roll back to
 
 
+def test_cli_promote_moves_the_champion_by_hand_and_audits_it(tagloop_home, capsys):
+    from flows.cli import main
+
+    reg = Registry()
+    bootstrap(reg, base_model_dir())
+    v2 = _register_copy(reg, base_model_dir())
+    assert main(["promote", v2, "--by", "ops", "--reason", "approved after review", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["champion"], out["previous_champion"], out["before"]["champion"]) == ("2", "1", "1")
+    tags = reg.version_tags("2")
+    assert tags["forced_by"] == "ops" and tags["promotion_reason"] == "promoted by hand by ops: approved after review"
+    assert main(["promote", "9", "--by", "ops"]) == 2 and "no registered version '9'" in capsys.readouterr().err
+    assert main(["promote", "1", "--by", "  "]) == 2 and Registry().alias("champion") == "2"
+    assert main(["promote", "2", "--by", "ops"]) == 2 and "already the champion" in capsys.readouterr().err
+
+
 def test_pyfunc_reads_variable_width_crops_without_pickles(tagloop_home, synth_crops):
     reg = Registry()
     bootstrap(reg, base_model_dir())
