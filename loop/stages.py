@@ -23,7 +23,7 @@ from ingest import dataset
 from ingest.pipeline import IngestConfig, IngestSummary, run_ingest
 from ingest.review import champion_reader
 from loop.config import CycleConfig
-from loop.gate import EvalData, GateConfig, GateDecision, Reader, SetScore, decide, force, score_sets
+from loop.gate import REGRESSION, EvalData, GateConfig, GateDecision, Reader, SetScore, decide, force, score_sets
 from loop.mix import Mix, MixConfig, build_mix
 from loop.registry import CHALLENGER, CHAMPION, Registry, bootstrap, setup_mlflow
 from loop.regression import RegressionConfig, load_suite
@@ -184,11 +184,28 @@ def report_stage(storage: Storage, run_id: str, split: DataSplit, sets: list[Eva
                    {r: scores[r][s.name].confidences for r in scores}, s.slices, sample_ids=s.ids,
                    images=s.arrays() if len(s.images) <= 2000 else None)
            for s in sets if s.labels]
-    reports = build_reports(run_id, reference=table_from_manifest(split.earlier), current=table_from_manifest(split.new),
+    reference, meta = drift_reference(split, sets, meta)
+    reports = build_reports(run_id, reference=reference, current=table_from_manifest(split.new),
                             sets=evs, gate={"promoted": decision.promote, "reason": decision.reason},
                             meta=meta, embed_evidently=embed_evidently)
     publish_reports(reports, storage, workspace_dir)
     return storage.uri(f"reports/{run_id}/"), reports.files
+
+
+def drift_reference(split: DataSplit, sets: list[EvalData], meta: dict) -> tuple[pd.DataFrame, dict]:
+    """What tonight's corrections are compared with: the earlier dataset rows; on the first night (none yet)
+    the synthetic regression suite, rendered like the crops the champion was trained on, so the first
+    night has a drift report too. ``meta["drift_reference"]`` says which."""
+    from monitoring.table import table_from_crops, table_from_manifest
+
+    if not split.earlier.empty:
+        return table_from_manifest(split.earlier), {**meta, "drift_reference": f"earlier corrections ({len(split.earlier)})"}
+    suite = next((s for s in sets if s.name == REGRESSION and s.labels), None)
+    if suite is None:
+        return table_from_manifest(split.earlier), meta
+    table = table_from_crops(suite.arrays(), suite.labels, sample_ids=suite.ids)
+    return table, {**meta, "drift_reference": f"first night: the synthetic regression suite ({len(table)} renders, "
+                                              "the champion's training distribution)"}
 
 
 def work_dir(home: str, split: DataSplit, champion: Champion, cfg: CycleConfig) -> str:

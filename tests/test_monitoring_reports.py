@@ -197,3 +197,32 @@ def test_reports_render_key_figures_in_chromium(chromium, reports, tmp_path):
     assert metric(dom, "correction_rate") == fmt(drift["correction_rate"])
     assert metric(dom, "should_retrain") == "yes"
     assert metric(dom, "drift_score/brightness") == fmt(drift["features"]["brightness"]["score"])
+
+
+def test_first_night_drift_compares_with_the_synthetic_suite(synth_crops):
+    """No earlier corrections yet: the drift reference is the regression suite (rendered like the champion's
+    training crops), so the first night gets a drift report; later nights compare with earlier rows."""
+    import io
+
+    from PIL import Image
+
+    from ingest.dataset import empty_manifest
+    from loop.gate import REGRESSION, EvalData
+    from loop.stages import DataSplit, drift_reference
+    from monitoring.report import build_reports
+    from monitoring.table import table_from_crops
+
+    def png(a):
+        buf = io.BytesIO()
+        Image.fromarray(a).save(buf, format="PNG")
+        return buf.getvalue()
+
+    suite = EvalData(REGRESSION, [f"s{i}" for i in range(len(synth_crops))], [c.label for c in synth_crops],
+                     [png(c.image) for c in synth_crops])
+    split = DataSplit("v1", empty_manifest(), empty_manifest())
+    reference, meta = drift_reference(split, [suite], {"run_id": "r1"})
+    assert len(reference) == len(synth_crops) and meta["drift_reference"].startswith("first night")
+    current = table_from_crops([c.image[:, ::-1] // 3 for c in synth_crops], [c.label for c in synth_crops])
+    out = build_reports("r1", reference=reference, current=current, meta=meta)
+    assert "drift_skipped" not in out.summary and "drift.html" in out.files
+    assert "first night" in out.files["drift.html"].decode()
