@@ -5,8 +5,11 @@ The CLI and the flows read them here, once, at the top (``Settings.from_env`` /
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -43,7 +46,36 @@ def setup_environment() -> Settings:
                      "PREFECT_HOME": settings.path("prefect")}.items():
         os.environ.setdefault(key, val)
     os.makedirs(settings.home, exist_ok=True)
+    prepare_prefect_database()
     return settings
+
+
+MIGRATED_MARK = ".tagloop-db-migrated"
+
+
+def prepare_prefect_database() -> None:
+    """Create (migrate) the local Prefect database once, under a file lock, before any server starts.
+
+    Each tagloop process starts its own temporary Prefect server, and each server migrates the SQLite
+    database it finds on start: two commands started together on a fresh home raced on it (``duplicate
+    column name``). Whoever takes the lock first migrates; the others wait, then find the mark. Nothing to
+    do when a Prefect server (``PREFECT_API_URL``) or another database is configured."""
+    if os.environ.get("PREFECT_API_URL") or os.environ.get("PREFECT_API_DATABASE_CONNECTION_URL"):
+        return
+    home = os.environ["PREFECT_HOME"]
+    os.makedirs(home, exist_ok=True)
+    if os.path.exists(os.path.join(home, MIGRATED_MARK)):
+        return
+    with open(os.path.join(home, ".tagloop-db.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.exists(os.path.join(home, MIGRATED_MARK)):
+            return
+        done = subprocess.run([sys.executable, "-m", "prefect", "server", "database", "upgrade", "-y"],
+                              capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            raise RuntimeError(f"could not create the Prefect database under {home}: "
+                               f"{(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+        open(os.path.join(home, MIGRATED_MARK), "w").close()
 
 
 def prune_results(settings: Settings, max_age_days: float) -> tuple[int, int]:

@@ -188,3 +188,22 @@ def test_sigterm_stops_ingest_cleanly_and_the_next_run_completes(tmp_path):
     out, err = again.communicate(timeout=300)
     assert again.returncode == 0, err
     assert json.loads(out.strip().splitlines()[-1])["n_accepted"] == 150
+
+
+@pytest.mark.slow
+def test_two_commands_on_a_fresh_home_create_the_prefect_database_once(tmp_path):
+    """Two tagloop processes starting together on a new home used to migrate the same SQLite database at
+    once (``duplicate column name``); the first now migrates under a file lock, the other waits."""
+    from flows.settings import MIGRATED_MARK
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect")
+    code = "from flows.settings import prepare_prefect_database as p; p()"
+    ps = [subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    errs = [p.communicate(timeout=300)[1] for p in ps]
+    assert [p.returncode for p in ps] == [0, 0], errs
+    assert (tmp_path / "prefect" / "prefect.db").exists() and (tmp_path / "prefect" / MIGRATED_MARK).exists()
+    assert not any("OperationalError" in e for e in errs)
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
+    assert time.perf_counter() - t < 3            # marked: no second migration (the upgrade alone takes ~5 s)
