@@ -160,6 +160,11 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
+    if args.forced_by is not None:
+        args.forced_by = args.forced_by.strip()
+        if not args.forced_by:
+            _err("--forced-by needs a NAME, not blank (recorded in the audit tags)")
+            return 2
     if args.force and not args.forced_by:
         _err("--force needs --forced-by NAME (recorded on the model version and the MLflow run)")
         return 2

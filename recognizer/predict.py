@@ -40,7 +40,7 @@ IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 # Decoded grey pixels ``predict_files`` holds at once (bytes; one byte per pixel): files are read and
 # predicted in chunks under this budget, whatever their number or size (one image of up to
 # ``crops.image.MAX_PIXELS`` beyond it at most). Peak memory of ``tagloop predict``: recognizer/README.md.
-DECODE_BUDGET = 256 << 20
+DECODE_BUDGET = 128 << 20
 
 
 @dataclass
