@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
 import signal
@@ -46,26 +47,43 @@ def _err(msg: str) -> None:
     print(f"tagloop: {msg}", file=sys.stderr)
 
 
+# preds.csv cells starting with one of these get a leading ' (OWASP's CSV-injection rule: a spreadsheet
+# would run them as a formula)
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+NOTHING_READ = 1        # predict's exit code when no input could be read (the CSV is still written)
+
+
+def csv_cell(text: str) -> str:
+    """``text`` as a preds.csv cell a spreadsheet shows as text."""
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
+    from bucket.files import atomic_write
     from loop.registry import resolve_model
-    from recognizer.predict import Predictor, expand_inputs
+    from recognizer.predict import Predictor, display_name, expand_inputs
 
     files, notes = expand_inputs(args.images)
     for n in notes:
         _err(n)
     predictor = Predictor(resolve_model(args.model, Settings.from_env().home), backend=args.backend)
     preds = predictor.predict_files(files)
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(["filename", "prediction", "confidence"])
+    for path, p in zip(files, preds):
+        name = display_name(path)
+        if p.error:
+            _err(f"{name}: {p.error}")
+        w.writerow([csv_cell(name), csv_cell(p.text), f"{p.confidence:.4f}"])
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["filename", "prediction", "confidence"])
-        for path, p in zip(files, preds):
-            if p.error:
-                _err(f"{path}: {p.error}")
-            w.writerow([os.path.basename(path), p.text, f"{p.confidence:.4f}"])
+    atomic_write(args.out, out.getvalue().encode("utf-8"))
     n_bad = sum(1 for p in preds if p.error)
     print(f"wrote {len(files)} predictions to {args.out} ({n_bad} unreadable)")
-    return 0 if files or not args.images else 0
+    if n_bad == len(files):
+        _err(f"no input could be read (exit {NOTHING_READ})")
+        return NOTHING_READ
+    return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -173,6 +191,11 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
+    if args.forced_by is not None:
+        args.forced_by = args.forced_by.strip()
+        if not args.forced_by:
+            _err("--forced-by needs a NAME, not blank (recorded in the audit tags)")
+            return 2
     if args.force and not args.forced_by:
         _err("--force needs --forced-by NAME (recorded on the model version and the MLflow run)")
         return 2

@@ -104,7 +104,9 @@ def opts_promote(p: argparse.ArgumentParser) -> None:
 
 def opts_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", help="image files or directories of images")
-    p.add_argument("--out", required=True, help="output CSV path")
+    p.add_argument("--out", required=True,
+                   help="output CSV: filename (as reached from the argument),prediction,confidence; "
+                        "exit 1 when no input could be read (README.md)")
     p.add_argument("--model", default="champion", help=MODEL_HELP)
     p.add_argument("--backend", default="auto", choices=["auto", "onnx", "torch"],
                    help="inference engine (auto: ONNX Runtime when available)")

@@ -20,13 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from recognizer.checkpoint import weights_sha256
+from recognizer.checkpoint import ModelError, read_json, weights_sha256
 from recognizer.decode import greedy_decode
 from recognizer.preprocess import batch_tensor, width_batches
 from recognizer.tokenizer import CTCTokenizer
 
 ONNX_FILES = ("model.onnx", "model.adapted.onnx")   # path 0, path 1
 ONNX_INDEX = "onnx.json"                            # the weights the graphs were exported from
+MAX_INDEX_BYTES = 4096                              # onnx.json is ~110 bytes
 Reading = tuple[str, float, float]                  # text, confidence, P(upside down)
 
 
@@ -82,16 +83,35 @@ def export_onnx(model_dir: str) -> list[str]:
 
 
 def stored_onnx(model_dir: str) -> list[str] | None:
-    """The artifact's ONNX graph files when they were exported from its current weights, else None."""
+    """The artifact's ONNX graph files when they were exported from its current weights, else None
+    (no index, or not one of ours: the engine exports in memory from the validated weights). The index
+    may name only ``ONNX_FILES`` in order, so it cannot point outside the directory."""
     try:
-        with open(os.path.join(model_dir, ONNX_INDEX)) as f:
-            index = json.load(f)
-        files = [os.path.join(model_dir, n) for n in index["files"]]
+        index = read_json(os.path.join(model_dir, ONNX_INDEX), MAX_INDEX_BYTES)
+        names = index["files"]
+        if not isinstance(names, list) or not 1 <= len(names) <= len(ONNX_FILES) \
+                or names != list(ONNX_FILES[:len(names)]):
+            return None
+        files = [os.path.join(model_dir, n) for n in names]
         if index["weights_sha256"] == weights_sha256(model_dir) and all(os.path.isfile(p) for p in files):
             return files
-    except (OSError, ValueError, KeyError, TypeError):   # no index, or not one of ours: export in memory
+    except (OSError, ValueError, KeyError, TypeError):   # ModelError is a ValueError
         return None
     return None
+
+
+def _stored_session(file: str, threads: int, num_classes: int):
+    """A stored graph's session; ``ModelError`` when it does not load or does not fit the charset."""
+    try:
+        sess = _session(file, threads)
+        outputs = [o.name for o in sess.get_outputs()]
+        classes = sess.get_outputs()[0].shape[-1]
+    except Exception as e:          # onnxruntime's errors share no base class
+        raise ModelError(f"{file}: not a loadable ONNX graph ({str(e).splitlines()[0][:120]})") from None
+    if outputs != ["logp", "orient"] or [i.name for i in sess.get_inputs()] != ["x"] or classes != num_classes:
+        raise ModelError(f"{file}: graph does not fit the model (outputs {outputs}, {classes} classes, "
+                         f"config {num_classes})")
+    return sess
 
 
 class Engine:
@@ -111,8 +131,11 @@ class Engine:
             self.config = read_config(model_dir)
             self.tok = CTCTokenizer(self.config["charset"])
             self.height = int(self.config["model"]["img_height"])
+            if len(files) != (2 if self.config["model"].get("adapter", 0) > 0 else 1):
+                raise ModelError(f"{os.path.join(model_dir, ONNX_INDEX)}: {len(files)} graphs for a model with "
+                                 f"{'adapters' if self.config['model'].get('adapter', 0) else 'no adapters'}")
             self.paths = len(files)
-            self._ort = [_session(p, _threads()) for p in files]
+            self._ort = [_stored_session(p, _threads(), self.tok.num_classes) for p in files]
             self.backend = "onnx"
             return
         self._load_torch(model_dir, loaded)

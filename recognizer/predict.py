@@ -33,9 +33,14 @@ import numpy as np
 from recognizer.deskew import ANGLES, straighten
 from crops.codes import looks_like_a_code
 from recognizer.engine import Engine
-from recognizer.preprocess import CropError, load_image, resize_height, to_gray
+from crops.image import load_gray, opened_crop
+from recognizer.preprocess import CropError, resize_height, to_gray
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+# Decoded grey pixels ``predict_files`` holds at once (bytes; one byte per pixel): files are read and
+# predicted in chunks under this budget, whatever their number or size (one image of up to
+# ``crops.image.MAX_PIXELS`` beyond it at most). Peak memory of ``tagloop predict``: recognizer/README.md.
+DECODE_BUDGET = 128 << 20
 
 
 @dataclass
@@ -163,38 +168,73 @@ class Predictor:
                 return a
         return conf > than.confidence + (self.deskew_margin if margin is None else margin)
 
-    def predict_files(self, paths: list[str], chunk: int = 256) -> list[Prediction]:
-        """Unreadable files get an empty prediction, confidence 0 and an error message.
+    def predict_files(self, paths: list[str], budget: int = DECODE_BUDGET) -> list[Prediction]:
+        """Unreadable files get an empty prediction, confidence 0 and an error message (not a regular
+        file, empty, not an image, truncated, larger than ``MAX_PIXELS``: refused from its header).
 
-        Files are decoded ``chunk`` at a time, so memory stays flat for any batch size.
+        Files are decoded to grey and predicted in chunks of at most ``budget`` bytes of pixels (each
+        file's size read from its header before it is decoded), so memory stays flat for any inputs.
         """
         preds = [Prediction("", 0.0) for _ in paths]
-        for s in range(0, len(paths), chunk):
-            ok, images = [], []
-            for i in range(s, min(s + chunk, len(paths))):
-                try:
-                    images.append(load_image(paths[i]))
-                    ok.append(i)
-                except CropError as e:
-                    preds[i].error = str(e)
-            if images:
-                for i, pr in zip(ok, self.predict_arrays(images)):
-                    preds[i] = pr
+        ok: list[int] = []
+        grays: list[np.ndarray] = []
+        held = 0
+
+        def flush() -> None:
+            nonlocal held
+            for i, pr in zip(ok, self.predict_arrays(grays)):
+                preds[i] = pr
+            ok.clear()
+            grays.clear()
+            held = 0
+
+        for i, path in enumerate(paths):
+            try:
+                with opened_crop(path) as im:          # header only: what decoding this file will hold
+                    cost = im.width * im.height
+                if grays and held + cost > budget:
+                    flush()
+                grays.append(load_gray(path))
+                ok.append(i)
+                held += grays[-1].size
+            except CropError as e:
+                preds[i].error = str(e)
+        if grays:
+            flush()
         return preds
 
 
 def expand_inputs(items: list[str]) -> tuple[list[str], list[str]]:
-    """Files and directories -> (image files sorted, messages about inputs yielding nothing)."""
+    """Files and directories -> (input files, messages about inputs yielding nothing).
+
+    A file argument is kept as given; a directory contributes its entries with an image extension,
+    sorted, each as the argument joined with its name (so two ``a.jpg`` in different folders stay
+    apart). Entries that are not regular files (a FIFO named ``x.png``, a dangling link) are kept: the
+    predictor refuses each with its reason, without opening it for a blocking read.
+    """
     files, notes = [], []
     for it in items:
         if os.path.isdir(it):
             found = sorted(os.path.join(it, f) for f in os.listdir(it)
-                           if os.path.splitext(f)[1].lower() in IMAGE_EXTS and os.path.isfile(os.path.join(it, f)))
+                           if os.path.splitext(f)[1].lower() in IMAGE_EXTS and not os.path.isdir(os.path.join(it, f)))
             if not found:
-                notes.append(f"{it}: directory has no image files")
+                notes.append(f"{display_name(it)}: directory has no image files")
             files.extend(found)
-        elif os.path.exists(it):
+        elif os.path.lexists(it):
             files.append(it)
         else:
-            notes.append(f"{it}: no such file or directory")
+            notes.append(f"{display_name(it)}: no such file or directory")
     return files, notes
+
+
+def display_name(path: str | bytes) -> str:
+    """A path as text that any UTF-8 writer accepts and a person can read, on one line: bytes that are
+    not UTF-8 (``os.fsdecode``'s surrogate escapes) and control characters become ``\\xNN``."""
+    text = os.fsdecode(path)
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:                      # a lone surrogate no file system produced
+        raw = text.encode("utf-8", "surrogatepass")
+    text = raw.decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() or c == " " else f"\\x{ord(c):02x}" if ord(c) < 0x100
+                   else f"\\u{ord(c):04x}" for c in text)

@@ -163,6 +163,20 @@ def test_evaluate_is_cached_by_weights_and_set_fingerprints(prefect_api, base_mo
     assert first.is_completed() and again.name == "Cached" and changed.name != "Cached"
     assert again.result()["challenger"]["s"].predictions == first.result()["challenger"]["s"].predictions
     assert len(changed.result()["champion"]["s"].predictions) == 3
+    # persisted as JSON (Prefect's "json" serializer), never a pickle: the record is readable with json alone
+    from prefect.settings import get_current_settings
+
+    from loop.gate import SetScore
+    from tasks.retrain import evaluate_key
+
+    store = get_current_settings().results.local_storage_path
+    key = evaluate_key(None, {"model_dirs": {"champion": base_model_dir, "challenger": base_model_dir}, "sets": [one]})
+    record = json.loads((store / key).read_text())
+    assert record["metadata"]["serializer"]["type"] == "json"
+    scores = json.loads(record["result"])["challenger"]["s"]
+    assert scores["__class__"] == "loop.gate.SetScore" and scores["data"]["predictions"] == \
+        first.result()["challenger"]["s"].predictions
+    assert isinstance(again.result()["champion"]["s"], SetScore)
 
 
 def test_old_persisted_results_are_pruned(tmp_path, monkeypatch):
@@ -178,3 +192,65 @@ def test_old_persisted_results_are_pruned(tmp_path, monkeypatch):
     os.utime(store / "old", (time.time() - 8 * 86400,) * 2)
     assert prune_results(Settings(str(tmp_path), None), 7) == (1, 100)
     assert sorted(os.listdir(store)) == ["new"]
+
+
+def _small_mix():
+    import numpy as np
+
+    from loop.mix import Anchor, Mix
+    from recognizer.pool import Pool
+
+    rng = np.random.default_rng(0)
+    grays = [rng.integers(0, 256, (32, w), np.uint8) for w in (40, 64, 17)]
+    anchor = Anchor([rng.integers(0, 256, (30, 90, 3), np.uint8), rng.integers(0, 256, (12, 50, 3), np.uint8)],
+                    ["AB-1", "Z 9"])
+    return Mix(Pool.pack(grays, ["A1", "", "GY7924"], 32), Pool.pack([], [], 32),
+               {"counts": {"new": 3}, "shares": {"new": 0.5}}, anchor)
+
+
+def _same_mix(a, b):
+    import numpy as np
+
+    for pa, pb in ((a.train, b.train), (a.val, b.val)):
+        assert pa.height == pb.height and pa.labels == pb.labels
+        assert all(np.array_equal(getattr(pa, k), getattr(pb, k)) for k in ("pixels", "widths", "offsets"))
+    assert a.info == b.info and a.anchor.labels == b.anchor.labels
+    assert all(np.array_equal(x, y) for x, y in zip(a.anchor.images, b.anchor.images))
+
+
+def test_the_mix_is_persisted_as_npz_and_read_back_without_pickle(prefect_api):
+    """The mix task's cached result: an .npz archive (no pickle can be in it) that a cache hit reads back."""
+    import base64
+    import uuid
+
+    from prefect import flow, task
+    from prefect.settings import get_current_settings
+
+    from tasks.retrain import TASK_OPTIONS, MixSerializer
+
+    mix = _small_mix()
+    blob = MixSerializer().dumps(mix)
+    assert base64.b64decode(blob)[:2] == b"PK"                     # a zip of .npy files
+    _same_mix(MixSerializer().loads(blob), mix)
+    key = f"mix-test-{uuid.uuid4().hex}"
+    calls = []
+    make = task(lambda: calls.append(1) or _small_mix(), **{**TASK_OPTIONS["mix"], "cache_key_fn": lambda c, p: key})
+
+    @flow
+    def twice():
+        return [make(return_state=True) for _ in range(2)]
+
+    first, again = twice()
+    assert calls == [1] and again.name == "Cached"
+    _same_mix(again.result(), mix)
+    record = json.loads((get_current_settings().results.local_storage_path / key).read_text())
+    assert record["metadata"]["serializer"]["type"] == "tagloop-mix-npz"
+    assert base64.b64decode(record["result"])[:2] == b"PK"
+    with pytest.raises(ValueError, match="allow_pickle"):           # an object array planted in it is refused
+        import io
+
+        import numpy as np
+
+        buf = io.BytesIO()
+        np.savez(buf, **{"train.height": np.array([{"x": 1}], dtype=object)})
+        MixSerializer().loads(base64.b64encode(buf.getvalue()))

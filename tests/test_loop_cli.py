@@ -9,6 +9,11 @@ from flows.cli import main
 def test_force_needs_a_name(capsys):
     assert main(["retrain", "--force"]) == 2
     assert "--forced-by" in capsys.readouterr().err
+    for blank in (" ", "", "\t \n"):              # a blank name is refused before anything runs
+        assert main(["retrain", "--force", "--forced-by", blank]) == 2
+        assert capsys.readouterr().err == "tagloop: --forced-by needs a NAME, not blank (recorded in the audit tags)\n"
+        assert main(["retrain", "--break-lock", "--forced-by", blank]) == 2
+        assert "--forced-by needs a NAME, not blank" in capsys.readouterr().err
 
 
 def test_retrain_with_nothing_new_reports_why(tagloop_home, tmp_path, capsys):

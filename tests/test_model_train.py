@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from recognizer.checkpoint import load_model, save_model
+from recognizer.checkpoint import ModelError, load_model, save_model
 from recognizer.data import PoolDataset, WidthBucketSampler, collate
 from recognizer.evaluate import read_batch
 from recognizer.model import CRNN, ModelConfig
@@ -75,7 +75,7 @@ def test_artifact_is_not_a_pickle(tmp_path):
     path = save_model(m, tok, str(tmp_path / "art"))
     head = open(f"{path}/model.safetensors", "rb").read(16)
     assert not head.startswith(b"\x80")            # pickle protocol marker
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ModelError, match="model directory not found"):
         load_model(str(tmp_path / "missing"))
 
 

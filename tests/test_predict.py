@@ -28,7 +28,7 @@ def test_predict_writes_the_contract_csv(crops_dir, tmp_path, capsys):
     rows = _read_csv(out)
     assert rows[0] == ["filename", "prediction", "confidence"]
     names = sorted(os.listdir(os.path.join(crops_dir, "images")))
-    assert [r[0] for r in rows[1:]] == names          # basename only, every file once
+    assert [r[0] for r in rows[1:]] == [os.path.join(crops_dir, "images", n) for n in names]   # every file once
     for _, pred, conf in rows[1:]:
         assert 0.0 <= float(conf) <= 1.0
         assert pred == pred.strip()
@@ -62,7 +62,7 @@ def test_bad_inputs_get_a_message_and_the_batch_goes_on(crops_dir, tmp_path, cap
     out = tmp_path / "preds.csv"
     assert main(["predict", str(d), str(empty), str(tmp_path / "missing.png"), "--out", str(out)]) == 0
     err = capsys.readouterr().err
-    rows = {r[0]: r for r in _read_csv(out)[1:]}
+    rows = {os.path.basename(r[0]): r for r in _read_csv(out)[1:]}
     assert set(rows) == set(good) | {"zero.png", "notes.png", "truncated.jpg", "bomb.png"}
     for bad in ("zero.png", "notes.png", "truncated.jpg", "bomb.png"):
         assert rows[bad][1:] == ["", "0.0000"]

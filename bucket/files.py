@@ -1,0 +1,58 @@
+"""Local files written whole: through a temporary file beside the target and a rename, with the mode any
+file a person creates gets (0644 under the usual umask 022), not ``tempfile.mkstemp``'s 0600.
+
+Everything tagloop writes for people (bucket objects of a directory bucket: queues, reports, manifests;
+``preds.csv``) goes through ``write_temp`` / ``atomic_write``, so a reader sees the old file or the new
+one, never part of one, and a failed write (a full disk) leaves no temporary file behind.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+
+FILE_MODE = 0o644           # before the umask, like open(path, "w") would give
+TEMP_PREFIX = ".tmp-"       # directory listings skip names holding it
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux says it (``/proc/self/status``)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)      # elsewhere: the classic read (set, then put back at once)
+    os.umask(mask)
+    return mask
+
+
+def write_temp(directory: str, data: bytes, mode: int = FILE_MODE) -> str:
+    """``data`` in a new temporary file in ``directory`` with ``mode`` less the umask; its path. The
+    caller renames or links it into place (and removes it if that fails); on a failed write it is gone."""
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, mode & ~_umask())
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
+    return tmp
+
+
+def atomic_write(path: str, data: bytes, mode: int = FILE_MODE) -> None:
+    """Replace ``path`` with ``data`` atomically (``write_temp`` + ``os.replace``)."""
+    tmp = write_temp(os.path.dirname(os.path.abspath(path)), data, mode)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
