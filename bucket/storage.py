@@ -13,11 +13,12 @@ import errno
 import os
 import random
 import stat
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, TypeVar
+
+from bucket.files import TEMP_PREFIX, write_temp
 
 T = TypeVar("T")
 
@@ -61,9 +62,6 @@ class ObjectInfo:
     size: int
     updated: datetime   # UTC
 
-
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)                 # read once: the process's umask (os.umask can only read it by setting it)
 
 STATE_PREFIX = "state/"      # the only prefix tagloop may delete from (locks)
 Listing = list[ObjectInfo]   # alias: inside Storage the name ``list`` is the method
@@ -209,7 +207,7 @@ class LocalStorage(Storage):
             for f in files:
                 full = os.path.join(dirpath, f)
                 name = os.path.relpath(full, self.root).replace(os.sep, "/")
-                if name.startswith(prefix) and ".tmp-" not in f:
+                if name.startswith(prefix) and TEMP_PREFIX not in f:
                     st = os.lstat(full)        # a dangling or looping symlink is listed, not followed
                     out.append(ObjectInfo(name, st.st_size, datetime.fromtimestamp(st.st_mtime, timezone.utc)))
         return out
@@ -237,19 +235,14 @@ class LocalStorage(Storage):
             return f.read()
 
     def _temp_write(self, path: str, data: bytes) -> str:
-        """``data`` into a temporary file beside ``path``; removed again when the write fails."""
+        """``data`` in a temporary file beside ``path`` (``bucket.files``: mode 0644, removed on failure)."""
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
         try:
-            os.fchmod(fd, 0o666 & ~_UMASK)        # what open() would give; mkstemp's 0600 hid objects from people
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-        except BaseException as e:
-            os.remove(tmp)
-            if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return write_temp(os.path.dirname(path), data)
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise OutOfSpace(f"disk full writing {path} ({e.strerror}); nothing was left half-written") from None
             raise
-        return tmp
 
     def _write(self, name: str, data: bytes, content_type: str) -> None:
         path = self._path(name)
