@@ -185,7 +185,9 @@ def report_stage(storage: Storage, run_id: str, split: DataSplit, sets: list[Eva
                    images=s.arrays() if len(s.images) <= 2000 else None)
            for s in sets if s.labels]
     reports = build_reports(run_id, reference=table_from_manifest(split.earlier), current=table_from_manifest(split.new),
-                            sets=evs, gate={"promoted": decision.promote, "reason": decision.reason},
+                            sets=evs, gate={"promoted": decision.promote, "verdict": decision.verdict,
+                                                    "reason": decision.reason,
+                                                    "overall": decision.to_dict()["overall"]},
                             meta=meta, embed_evidently=embed_evidently)
     publish_reports(reports, storage, workspace_dir)
     return storage.uri(f"reports/{run_id}/"), reports.files
