@@ -72,6 +72,7 @@ def _check_run_agrees(storage, s) -> dict:
     acc = json.loads(storage.read(prefix + "accuracy.json"))
     assert storage.exists(prefix + "accuracy.html") and storage.exists(prefix + "summary.json")
     assert acc["gate"]["promoted"] == s.promoted and acc["gate"]["reason"] == s.reason
+    assert acc["gate"]["verdict"] == s.verdict
     return acc
 
 

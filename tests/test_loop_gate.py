@@ -213,3 +213,29 @@ def test_an_empty_set_is_absent_not_zero():
     held = next(c for c in out["checks"] if c["name"] == "set heldout")
     assert held["passed"] is None and held["stats"]["n"] == 0 and held["detail"] == "empty (n=0): not judged"
     assert held["stats"]["champion_exact_match"] is None and held["stats"]["challenger_exact_match"] is None
+
+
+def test_mlflow_logs_no_score_for_an_empty_set_and_tags_the_verdict(tagloop_home):
+    """The first night: heldout empty. MLflow gets no ``*.heldout.exact_match`` (not 0.0), the verdict as a tag,
+    and the overall test's numbers as metrics."""
+    import mlflow
+
+    from loop import tracking
+    from loop.registry import setup_mlflow
+    from loop.stages import metrics_of
+
+    labels = [f"CD{i:04d}" for i in range(60)]
+    sets = [_data("heldout", labels=[]), _data("new_batch", labels=labels), _data("regression")]
+    scores = {"champion": _scores({"heldout": set(), "new_batch": set(range(30)), "regression": ALL}, sets),
+              "challenger": _scores({"heldout": set(), "new_batch": set(range(33)), "regression": ALL}, sets)}
+    d = decide(scores["champion"], scores["challenger"])
+    setup_mlflow(str(tagloop_home))
+    with mlflow.start_run() as run:
+        tracking.log_decision(d, metrics_of(scores, ["heldout", "new_batch"]), {})
+    data = mlflow.get_run(run.info.run_id).data
+    assert not any("heldout" in k for k in data.metrics)
+    assert data.metrics["champion.new_batch.exact_match"] == 0.5 and data.metrics["gate.n"] == 60
+    assert data.metrics["gate.p"] == pytest.approx(0.25) and data.metrics["gate.mde"] == pytest.approx(0.1)
+    assert data.tags["gate.verdict"] == "no decision" and data.tags["gate.promoted"] == "false"
+    assert data.tags["gate.reason"].startswith("no decision: keep the champion, n too small")
+    assert "not judged set heldout: empty (n=0)" in data.tags["mlflow.note.content"]
