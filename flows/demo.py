@@ -193,10 +193,12 @@ def print_decision(s) -> None:
     if ov.get("n"):
         lo, hi = ov["ci"]
         mde = "no gain" if ov.get("mde") is None else f"{ov['mde']:+.3f}"
+        pv = "p<0.0001" if ov["p"] < 1e-4 else f"p={ov['p']:.4f}"
         print(f"  overall: {ov['challenger_exact_match']:.3f} vs {ov['champion_exact_match']:.3f} on the same "
               f"{ov['n']} held-out crops ({ov['diff']:+.3f}, 95% CI {lo:+.3f}..{hi:+.3f})\n"
               f"           read right by the challenger alone: {ov['gained']}, by the champion alone: {ov['lost']}; "
-              f"exact McNemar p={ov['p']:.4f}; the smallest gain this batch can show: {mde}")
+              f"exact McNemar {pv}; "
+              f"the smallest gain this batch can show: {mde}")
     checks = gate.get("checks") or []
     failed = [c for c in checks if c["passed"] is False]
     judged = [c for c in checks if c["passed"] is not None and c["name"] != "overall"]

@@ -166,6 +166,10 @@ def _num(x: float | None, fmt: str = ".3f") -> str:
     return "-" if x is None else format(x, fmt)
 
 
+def _p(p: float) -> str:
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
+
+
 def _stats(pair: Paired, **extra) -> dict:
     return {"n": pair.n, "champion_exact_match": pair.champion_em, "challenger_exact_match": pair.challenger_em,
             "diff": pair.diff, "gained": pair.gained, "lost": pair.lost, **extra}
@@ -184,7 +188,7 @@ def _better_check(p: Paired, on: str, cfg: GateConfig) -> Check:
                                                                                              cfg.alpha)
     assert ci is not None and p.diff is not None
     detail = (f"{p.challenger_em:.3f} vs {p.champion_em:.3f} on {on} ({p.diff:+.3f}, {1 - cfg.alpha:.0%} CI "
-              f"{ci[0]:+.3f}..{ci[1]:+.3f}, n={p.n}; {p.gained} gained, {p.lost} lost, exact McNemar p={pv:.3f}; "
+              f"{ci[0]:+.3f}..{ci[1]:+.3f}, n={p.n}; {p.gained} gained, {p.lost} lost, exact McNemar {_p(pv)}; "
               f"needs a significant win of {cfg.margin:+.3f}; minimum detectable effect at this n {_num(mde, '+.3f')})")
     significant = pv < cfg.alpha
     if significant and p.lost > p.gained:
@@ -204,7 +208,7 @@ def _drop_check(name: str, p: Paired, tol: float, cfg: GateConfig, min_n: int = 
     pv = sign_test_p(p.lost, p.gained)
     assert p.diff is not None
     detail = (f"{p.challenger_em:.3f} vs {p.champion_em:.3f} ({p.diff:+.3f}, n={p.n}, allowed drop {tol:.3f}; "
-              f"{p.lost} lost, {p.gained} gained, sign test p={pv:.3f})")
+              f"{p.lost} lost, {p.gained} gained, sign test {_p(pv)})")
     if p.n < min_n:
         return Check(name, None, f"{detail}: fewer than {min_n} crops, reported, not judged", _stats(p, p=pv))
     beyond = p.diff < -tol - 1e-12
