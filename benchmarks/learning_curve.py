@@ -93,7 +93,7 @@ def one_point(n: int, pool: tuple[list[bytes], list[str]], test: EvalData, args,
     wall = time.time() - t
     base = score_sets(read_with(base_model_dir()), [test])[test.name]
     out = {"corrections": n, "n_accepted": s.ingest["n_accepted"], "n_review": s.ingest["n_review"],
-           "mix": s.mix, "promoted": s.promoted, "reason": s.reason, "cycle_wall_s": round(wall, 1),
+           "mix": s.mix, "promoted": s.promoted, "verdict": s.verdict, "reason": s.reason, "cycle_wall_s": round(wall, 1),
            "stage_s": s.timings_s, "domain_em_base": round(exact(base), 4)}
     if s.challenger_version:
         chall_dir = Registry().download(s.challenger_version, os.path.join(home, "cache", "models"))

@@ -95,8 +95,9 @@ def main() -> None:
               "stage_wall_s": s.timings_s, "orchestration_overhead_s": round(wall - inside, 1),
               "orchestration_overhead_share": round((wall - inside) / wall, 4),
               "overhead_share_with_startup": round((wall + startup_s - inside) / (wall + startup_s), 4),
-              "mix": s.mix, "promoted": s.promoted, "reason": s.reason,
-              "exact_match": {r: {k: round(v["exact_match"], 4) for k, v in m["sets"].items()}
+              "mix": s.mix, "promoted": s.promoted, "verdict": s.verdict, "reason": s.reason,
+              "exact_match": {r: {k: None if v["exact_match"] is None else round(v["exact_match"], 4)
+                                  for k, v in m["sets"].items()}
                               for r, m in s.metrics.items()},
               "load_avg_1m_start_end": [round(load_start, 2), round(os.getloadavg()[0], 2)],
               "note": "2 CPU cores shared with other sessions: see load_avg_1m_start_end"}

@@ -273,7 +273,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from flows.demo import DemoConfig, run_demo
 
-    return run_demo(setup_environment(), DemoConfig(n_shifted=args.n, steps=args.steps))
+    return run_demo(setup_environment(), DemoConfig(n_shifted=args.n, steps=args.steps, seed=args.seed))
 
 
 # command -> (help, options, run)

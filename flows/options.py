@@ -40,7 +40,7 @@ MODEL_HELP = "champion (default), models:/product-code-recognizer@ALIAS or /VERS
 def opts_demo(p: argparse.ArgumentParser) -> None:
     from flows.demo import DemoConfig
 
-    _fields(p, DemoConfig(), ["n_shifted", "steps"], {"n_shifted": "n"})
+    _fields(p, DemoConfig(), ["n_shifted", "steps", "seed"], {"n_shifted": "n"})
 
 
 def opts_ingest(p: argparse.ArgumentParser) -> None:

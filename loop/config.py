@@ -42,6 +42,7 @@ RECIPE: dict[str, tuple[str, ...]] = {
     "targeted": ("mix.targeted",),
     "min_synthetic": ("mix.min_synthetic",),
     "margin": ("gate.margin",),
+    "alpha": ("gate.alpha",),
     "slice_tolerance": ("gate.slice_tolerance",),
     "regression_tolerance": ("gate.regression_tolerance",),
     "seed": ("mix.seed", "finetune.train.seed"),

@@ -67,6 +67,7 @@ class CycleSummary:
     gate: dict[str, Any] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
     finetune: dict[str, Any] = field(default_factory=dict)   # best step, blend weight and the blend table
+    verdict: str | None = None     # the gate's: "promoted", "refused" or "no decision" (None: no challenger)
 
     def to_json(self) -> str:
         """DESIGN.md's ``retrain --json`` object: the ingest keys plus the cycle's."""
@@ -130,7 +131,8 @@ def run_cycle(storage: Storage, home: str, base_dir: str, cfg: CycleConfig | Non
         tracking.log_timings(clock.times)
     return CycleSummary(json.loads(ing.to_json()), champion.version, version, decision.promote, decision.reason,
                         metrics, uri, run.info.run_id, mix.info["counts"], decision.to_dict(), clock.times,
-                        {"best_step": ft.best_step, "steps": ft.steps, "blend_alpha": ft.alpha, "blends": ft.blends})
+                        {"best_step": ft.best_step, "steps": ft.steps, "blend_alpha": ft.alpha, "blends": ft.blends},
+                        decision.verdict)
 
 
 def _nothing_new(ing: IngestSummary, champion: Champion, clock: tracking.Clock) -> CycleSummary:

@@ -186,7 +186,8 @@ def report_stage(storage: Storage, run_id: str, split: DataSplit, sets: list[Eva
            for s in sets if s.labels]
     reference, meta = drift_reference(split, sets, meta)
     reports = build_reports(run_id, reference=reference, current=table_from_manifest(split.new),
-                            sets=evs, gate={"promoted": decision.promote, "reason": decision.reason},
+                            sets=evs, gate={"promoted": decision.promote, "verdict": decision.verdict,
+                                            "reason": decision.reason, "overall": decision.to_dict()["overall"]},
                             meta=meta, embed_evidently=embed_evidently)
     publish_reports(reports, storage, workspace_dir)
     return storage.uri(f"reports/{run_id}/"), reports.files

@@ -73,17 +73,25 @@ def log_eval_sets(sets: list[EvalData]) -> None:
 
 
 def log_decision(decision: GateDecision, metrics: dict[str, dict], suite_info: dict) -> None:
-    mlflow.log_metrics({f"{role}.{n}.exact_match": x["exact_match"] for role, m in metrics.items()
-                        for n, x in m["sets"].items()})
+    """Exact match per role and set (an empty set logs nothing: absent, never 0.0), the overall paired
+    test's numbers (``gate.*``), tags and ``gate.json``."""
+    em = {f"{role}.{n}.exact_match": x["exact_match"] for role, m in metrics.items() for n, x in m["sets"].items()}
+    ov = decision.to_dict()["overall"]
+    test = {"gate.n": ov.get("n"), "gate.diff": ov.get("diff"), "gate.p": ov.get("p"), "gate.mde": ov.get("mde"),
+            **dict(zip(("gate.ci_low", "gate.ci_high"), ov.get("ci") or ()))}
+    mlflow.log_metrics({k: float(v) for k, v in {**em, **test}.items() if v is not None})
     _tag_decision(decision)
     mlflow.log_dict({**decision.to_dict(), "regression_suite": suite_info}, "gate.json")
 
 
+_MARK = {True: "ok", False: "FAILED", None: "not judged"}
+
+
 def _tag_decision(decision: GateDecision) -> None:
-    tags = {"gate.promoted": str(decision.promote).lower(), "gate.reason": decision.reason[:5000],
-            "mlflow.note.content": f"**Gate: {'promoted' if decision.promote else 'not promoted'}.** {decision.reason}\n\n"
-                                   + "\n".join(f"- {'ok' if c.passed else 'FAILED'} {c.name}: {c.detail}"
-                                               for c in decision.checks)}
+    tags = {"gate.promoted": str(decision.promote).lower(), "gate.verdict": decision.verdict,
+            "gate.reason": decision.reason[:5000],
+            "mlflow.note.content": f"**Gate: {decision.verdict}.** {decision.reason}\n\n"
+                                   + "\n".join(f"- {_MARK[c.passed]} {c.name}: {c.detail}" for c in decision.checks)}
     if decision.forced_by:
         tags["gate.forced_by"] = decision.forced_by
     mlflow.set_tags(tags)

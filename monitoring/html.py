@@ -162,12 +162,25 @@ def _worst_table(worst: list[dict[str, Any]], sets: dict[str, EvalSet], roles: l
 
 
 def _gate(gate: dict[str, Any] | None) -> str:
+    """The decision: ``promoted``, ``refused`` (``not promoted``) or ``no decision`` (the champion stays), with the
+    overall paired test's numbers when given."""
     if not gate:
         return "<h2>Gate</h2><p data-metric='gate'>no gate decision given</p>"
     promoted = bool(gate.get("promoted"))
-    return (f"<h2>Gate</h2><p>Decision: <b data-metric='gate/promoted' class='{'ok' if promoted else 'bad'}'>"
-            f"{'promoted' if promoted else 'not promoted'}</b> &mdash; "
-            f"<span data-metric='gate/reason'>{esc(gate.get('reason', ''))}</span></p>")
+    verdict = gate.get("verdict") or ("promoted" if promoted else "not promoted")
+    label = {"refused": "not promoted", "no decision": "no decision: the champion stays"}.get(verdict, verdict)
+    cls = "ok" if promoted else "" if verdict == "no decision" else "bad"
+    ov = gate.get("overall") or {}
+    ci = ov.get("ci") or [None, None]
+    test = "" if not ov else (
+        "<table><tr><th>n</th><th>gained</th><th>lost</th><th>difference</th><th>CI low</th><th>CI high</th>"
+        "<th>exact McNemar p</th><th>minimum detectable effect</th></tr><tr>"
+        + "".join(cell(ov.get(k), f"gate/{k}") for k in ("n", "gained", "lost", "diff"))
+        + cell(ci[0], "gate/ci_low") + cell(ci[1], "gate/ci_high") + cell(ov.get("p"), "gate/p")
+        + cell(ov.get("mde"), "gate/mde") + "</tr></table>")
+    return (f"<h2>Gate</h2><p>Decision: <b data-metric='gate/promoted' data-verdict='{esc(verdict)}' class='{cls}'>"
+            f"{esc(label)}</b> &mdash; "
+            f"<span data-metric='gate/reason'>{esc(gate.get('reason', ''))}</span></p>{test}")
 
 
 def accuracy_html(summary: dict[str, Any], sets: list[EvalSet], meta: dict[str, Any] | None = None) -> str:

@@ -40,6 +40,8 @@ def evaluate_labelled(images_dir: str, labels_csv: str, model_dir: str, backend:
 
 
 def format_summary(summary: dict) -> str:
+    if not summary["n"]:
+        return "exact match -  norm. edit distance -  (n=0: no labelled crops)"
     lines = [f"exact match {summary['exact_match']:.4f}  norm. edit distance "
              f"{summary['norm_edit_distance']:.4f}  (n={summary['n']})"]
     for col, vals in summary.get("slices", {}).items():

@@ -42,9 +42,10 @@ class _Acc:
         self.correct += ok
         self.ned += ned
 
-    def summary(self) -> dict[str, float]:
-        return {"n": self.n, "exact_match": self.correct / self.n if self.n else 0.0,
-                "norm_edit_distance": self.ned / self.n if self.n else 0.0}
+    def summary(self) -> dict[str, float | None]:
+        """``n`` and the means; an empty set has no score: ``None`` (shown "-", never logged as 0.0)."""
+        return {"n": self.n, "exact_match": self.correct / self.n if self.n else None,
+                "norm_edit_distance": self.ned / self.n if self.n else None}
 
 
 @dataclass

@@ -66,6 +66,30 @@ def test_demo_runs_on_embedded_defaults(tmp_path):
     assert (demo_home / "mlflow" / "mlflow.db").is_file() and (demo_home / "evidently").is_dir()
 
 
+def test_demo_prints_the_verdict_and_the_paired_test(capsys):
+    """What a newcomer reads at the end of the demo: the verdict in words and the counts behind it."""
+    from types import SimpleNamespace
+
+    from flows.demo import print_decision
+    from loop.gate import EvalData, decide, score_sets
+
+    labels = [f"CD{i:04d}" for i in range(60)]
+    sets = [EvalData("heldout", [], [], []), EvalData("new_batch", labels, labels, [x.encode() for x in labels]),
+            EvalData("regression", labels, labels, [x.encode() for x in labels])]
+
+    def reads(right):
+        return {s.name: score_sets(lambda d: [(x.decode() if i < right or d.name == "regression" else "?", 0.9)
+                                              for i, x in enumerate(d.images)], [s])[s.name] for s in sets}
+
+    d = decide(reads(30), reads(33))
+    print_decision(SimpleNamespace(verdict=d.verdict, gate=d.to_dict(), reason=d.reason))
+    out = capsys.readouterr().out
+    assert "NO DECISION: too few crops to tell the models apart, the champion stays" in out
+    assert "0.550 vs 0.500 on the same 60 held-out crops (+0.050" in out
+    assert "challenger alone: 3, by the champion alone: 0; exact McNemar p=0.2500" in out
+    assert "the smallest gain this batch can show: +0.100" in out and "set heldout" not in out
+
+
 def test_unknown_model_reference_is_a_clear_error(tmp_path, capsys):
     img = tmp_path / "x.png"
     img.write_bytes(b"")

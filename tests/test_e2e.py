@@ -34,9 +34,11 @@ pytestmark = pytest.mark.slow
 # run (issue 19); other rounding (the same night with 1 thread) measured +0.049, so the test asks for +0.03.
 # The regression suite is tiny here (6 crops per brand family, ~70 crops, one crop = 1.5 points),
 # so its overall tolerance is wide and its slices are reported, not checked (min_slice_n);
-# the strict defaults are covered by tests/test_loop_gate.py. The poisoned night is refused
-# on the real sets (held-out, overall), not on the suite. The blend choice (recognizer.finetune) gets
-# the same wide tolerance on its 110-crop anchor.
+# the strict defaults are covered by tests/test_loop_gate.py. The poisoned night is kept out on
+# the real sets (held-out, overall), not on the suite: the overall paired test finds no win, so the
+# verdict is "no decision" (or "refused" had a check failed). The first night's win is significant
+# (exact McNemar). The blend choice (recognizer.finetune) gets the same wide tolerance on its
+# 110-crop anchor.
 GATE = CycleConfig(gate=GateConfig(min_slice_n=1000), regression=RegressionConfig(per_family=6, min_per_condition=1),
                    ingest=IngestConfig(min_age_s=0, heldout_share=0.3), mix=MixConfig(min_val=30, anchor=110),
                    finetune=FinetuneConfig(train=replace(FinetuneConfig().train, threads=2)), embed_evidently=False)
@@ -72,6 +74,7 @@ def _check_run_agrees(storage, s) -> dict:
     acc = json.loads(storage.read(prefix + "accuracy.json"))
     assert storage.exists(prefix + "accuracy.html") and storage.exists(prefix + "summary.json")
     assert acc["gate"]["promoted"] == s.promoted and acc["gate"]["reason"] == s.reason
+    assert acc["gate"]["verdict"] == s.verdict
     return acc
 
 
@@ -104,7 +107,11 @@ def test_two_nights_first_promotes_second_refuses_poison(prefect_api, tagloop_ho
     seed_corrections(storage, 120, "2026-11-21", 2, RenderConfig(**DOT_MATRIX_DOMAIN), champion_dir, n_bad=5,
                      poison=True)
     second = retrain(bucket=storage.url, **SHORT)
-    assert not second.promoted and second.reason.startswith("not promoted")
+    # never promoted: refused (a check failed, named) or no decision (the undecided overall check named with its
+    # numbers; measured: the two-path challenger read all ~145 held-out crops as the champion did, +0.000)
+    assert not second.promoted and second.verdict in ("refused", "no decision")
+    assert second.reason.startswith("not promoted" if second.verdict == "refused" else
+                                    "no decision: keep the champion, n too small: overall ")
     assert (second.champion_version, second.challenger_version) == ("2", "3")
     assert reg.aliases() == {"champion": "2", "challenger": "3", "previous-champion": "1"}
     assert second.ingest["n_new"] == 125 and second.ingest["dataset_version"] != first.ingest["dataset_version"]

@@ -53,19 +53,28 @@ def test_poisoned_batch_is_refused_then_forced_then_rolled_back(tagloop_home, tm
     s = run_cycle(storage, tagloop_home, base_model_dir(), _tiny_cycle(), log=logs.append)
     reg = Registry()
     assert not s.promoted and s.challenger_version == "2" and s.champion_version == "1"
-    assert s.reason.startswith("not promoted")
-    failed = [c for c in s.gate["checks"] if not c["passed"]]
-    assert failed and all(f"{c['name']} failed" in s.reason for c in failed[:4])
+    # refused (a check failed: each named) or, with 12 shuffled held-out crops, no decision (the undecided
+    # overall check named with its numbers); never promoted
+    failed = [c for c in s.gate["checks"] if c["passed"] is False]
+    assert s.verdict == s.gate["verdict"] == ("refused" if failed else "no decision")
+    if failed:
+        assert s.reason.startswith("not promoted") and all(f"{c['name']} failed" in s.reason for c in failed[:4])
+    else:
+        assert s.reason.startswith("no decision: keep the champion, n too small: overall ")
+        assert "minimum detectable effect at this n" in s.reason
     assert reg.aliases() == {"champion": "1", "challenger": "2", "previous-champion": None}
     out = json.loads(s.to_json())
     for key in ("dataset_version", "n_new", "n_accepted", "n_quarantined", "quarantine_reasons",
-                "challenger_version", "promoted", "reason", "metrics", "report_uri"):
+                "challenger_version", "promoted", "verdict", "reason", "metrics", "report_uri"):
         assert key in out
     assert out["n_new"] == 60 and set(out["metrics"]) == {"champion", "challenger"}
     assert "regression" in out["metrics"]["champion"]["sets"]
+    assert out["metrics"]["champion"]["sets"]["heldout"] == {"n": 0, "exact_match": None, "norm_edit_distance": None}
+    assert out["verdict"] == s.verdict and out["gate"]["overall"]["n"] == out["metrics"]["champion"]["overall_real"]["n"]
     run = mlflow.get_run(s.mlflow_run_id)
     assert run.data.tags["gate.promoted"] == "false" and run.data.tags["gate.reason"] == s.reason
-    assert "not promoted" in run.data.tags["mlflow.note.content"]
+    assert run.data.tags["gate.verdict"] == s.verdict and f"**Gate: {s.verdict}.**" in run.data.tags["mlflow.note.content"]
+    assert "champion.heldout.exact_match" not in run.data.metrics              # empty: absent, not 0.0
     assert run.data.params["dataset_version"] == s.ingest["dataset_version"] and "mix.new" in run.data.params
     history = mlflow.MlflowClient().get_metric_history(s.mlflow_run_id, "val_exact_match")
     assert [m.step for m in history] == [0, 10, 20]

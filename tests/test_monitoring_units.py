@@ -120,6 +120,20 @@ def test_accuracy_html_escapes_and_embeds_thumbnails():
     assert "not promoted" in page and "a &lt; b" in page
 
 
+def test_accuracy_html_shows_no_decision_and_the_paired_test():
+    """The gate's third verdict reads as such on the page, with the overall test's numbers; a missing
+    number (no minimum detectable effect) is "-", never 0."""
+    es = _set()
+    overall = {"n": 12, "gained": 1, "lost": 0, "diff": 1 / 12, "ci": [-0.1, 0.25], "p": 1.0, "mde": None}
+    gate = {"promoted": False, "verdict": "no decision", "reason": "no decision: keep the champion, n too small",
+            "overall": overall}
+    page = accuracy_html(accuracy_summary([es], gate), [es])
+    assert "data-verdict='no decision'" in page and "no decision: the champion stays" in page
+    assert "not promoted" not in page
+    assert 'data-metric="gate/p">1.0000<' in page and 'data-metric="gate/mde">-<' in page
+    assert 'data-metric="gate/ci_low">-0.1000<' in page
+
+
 def _drift(share=0.0, rate=None, ref_rate=None):
     return DriftResult(10, 10, {}, ["brightness"] if share else [], share, share >= 0.5, [], rate, ref_rate)
 
