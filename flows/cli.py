@@ -15,7 +15,8 @@ from dataclasses import replace
 from typing import Callable, Iterator
 
 from flows.options import (opts_batch_predict, opts_demo, opts_evaluate, opts_ingest, opts_monitor, opts_predict,
-                           opts_pretrain, opts_promote, opts_retrain, opts_rollback, opts_synth)
+                           opts_pretrain, opts_promote, opts_retrain, opts_rollback, opts_status,
+                           opts_synth)
 from flows.settings import Settings, setup_environment
 
 
@@ -270,6 +271,53 @@ def cmd_promote(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """Champion and aliases, the last retrains and their verdicts, the bucket's review queue and lock."""
+    from bucket.storage import StorageError, open_storage
+    from loop.status import bucket_status, registry_status
+
+    settings = setup_environment()
+    out: dict = {"home": settings.home, "registry": registry_status(settings.home, args.runs), "bucket": None}
+    url = args.bucket or settings.bucket
+    if url:
+        try:
+            storage = open_storage(url)
+            storage.check()
+            out["bucket"] = bucket_status(storage)
+        except StorageError as e:
+            _err(str(e))
+            return 3
+    for line in _status_lines(out):
+        _say(args, line)
+    if args.json:
+        print(json.dumps(out, sort_keys=True, default=str))
+    return 0
+
+
+def _status_lines(out: dict) -> list[str]:
+    reg, bucket = out["registry"], out["bucket"]
+    if reg is None:
+        lines = [f"registry: none under {out['home']} yet (the shipped base model serves)"]
+    else:
+        lines = ["registry:"]
+        for alias, v in reg["aliases"].items():
+            how = "" if not v else "  " + "; ".join(f"{k} {v[k]}" for k in ("promoted_at", "forced_by", "rolled_back_at")
+                                                     if v.get(k))
+            lines.append(f"  {alias:<18} {'v' + v['version'] if v else '-'}{how}".rstrip())
+        lines.append(f"last {len(reg['runs'])} retrain runs:" if reg["runs"] else "no retrain run yet")
+        lines += [f"  {r['started']}  {r['status']:<8} {r['verdict'] or '-':<11} {(r['reason'] or '')[:110]}"
+                  for r in reg["runs"]]
+    if bucket:
+        lock = bucket["lock"]
+        last = bucket["last_ingest"] or {}
+        lines += [f"bucket {bucket['url']}: dataset {bucket['dataset_version'] or '-'}, {bucket['processed']} items "
+                  f"processed, {bucket['pending_review']} waiting for review",
+                  f"  last ingest {last.get('run_id', '-')}: {last.get('n_new', 0)} new -> {last.get('n_accepted', 0)} "
+                  f"accepted, {last.get('n_quarantined', 0)} quarantined",
+                  f"  lock: {'free' if lock is None else 'held by ' + str(lock['owner']) + ' until ' + str(lock['expires'])}"]
+    return lines
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from flows.demo import DemoConfig, run_demo
 
@@ -286,6 +334,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
     "retrain": ("one full cycle now: ingest, mix, fine-tune, gate, registry, reports", opts_retrain, cmd_retrain),
     "rollback": ("champion <- previous-champion", opts_rollback, cmd_rollback),
     "promote": ("champion <- a registered version, by hand (audited)", opts_promote, cmd_promote),
+    "status": ("champion, last retrains and their verdicts, review queue, bucket lock", opts_status, cmd_status),
     "predict": ("read crops and write filename,prediction,confidence", opts_predict, cmd_predict),
     "evaluate": ("exact match overall and per slice on labelled crops", opts_evaluate, cmd_evaluate),
     "synth": ("render synthetic crops to DIR/images + DIR/labels.csv", opts_synth, cmd_synth),

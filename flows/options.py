@@ -95,6 +95,12 @@ def opts_rollback(p: argparse.ArgumentParser) -> None:
     p.add_argument("--by", default=None, help="who rolls back (recorded on the demoted version; default $USER)")
 
 
+def opts_status(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bucket", default=None, help=BUCKET_HELP + "; without one, only the registry is shown")
+    p.add_argument("--runs", type=int, default=5, help="how many of the last retrain runs to list")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+
+
 def opts_promote(p: argparse.ArgumentParser) -> None:
     p.add_argument("version", help="registered version to make champion (the current one becomes previous-champion)")
     p.add_argument("--by", required=True, help="who promotes (recorded on the version as forced_by: the gate is bypassed)")

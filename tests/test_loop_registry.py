@@ -106,6 +106,39 @@ def test_cli_promote_moves_the_champion_by_hand_and_audits_it(tagloop_home, caps
     assert main(["promote", "2", "--by", "ops"]) == 2 and "already the champion" in capsys.readouterr().err
 
 
+def test_cli_status_shows_aliases_last_verdicts_review_queue_and_lock(tagloop_home, tmp_path, synth_crops, capsys):
+    from bucket.lock import BucketLock
+    from bucket.storage import open_storage
+    from flows.cli import main
+    from ingest.pipeline import IngestConfig, run_ingest
+    from ingest_helpers import add, png_bytes
+
+    assert main(["status", "--json"]) == 0
+    empty = json.loads(capsys.readouterr().out)["registry"]
+    assert empty["aliases"]["champion"] is None and empty["runs"] == []
+    reg = Registry()
+    bootstrap(reg, base_model_dir())
+    reg.promote(_register_copy(reg, base_model_dir()), "test", forced_by="kim")
+    for verdict in ("refused", "no decision"):
+        with mlflow.start_run():
+            mlflow.set_tags({"tagloop.kind": "retrain", "gate.verdict": verdict, "gate.reason": f"{verdict}: why"})
+    (tmp_path / "b").mkdir()
+    bucket = open_storage(str(tmp_path / "b"))
+    for i, c in enumerate(synth_crops[:3]):
+        add(bucket, f"c{i}", png_bytes(c.image), c.label)
+    run_ingest(bucket, IngestConfig(min_age_s=0))
+    BucketLock(bucket, "retrain on host-a").acquire(log=lambda _: None)
+    assert main(["status", "--bucket", str(tmp_path / "b"), "--runs", "1", "--json"]) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert out["registry"]["aliases"]["champion"]["version"] == "2"
+    assert out["registry"]["aliases"]["champion"]["forced_by"] == "kim"
+    assert [r["verdict"] for r in out["registry"]["runs"]] == ["no decision"]          # newest first, --runs 1
+    assert out["bucket"]["processed"] == 3 and out["bucket"]["last_ingest"]["n_accepted"] == 3
+    assert out["bucket"]["lock"]["owner"] == "retrain on host-a"
+    assert "champion           v2" in captured.err and "held by retrain on host-a" in captured.err
+
+
 def test_pyfunc_reads_variable_width_crops_without_pickles(tagloop_home, synth_crops):
     reg = Registry()
     bootstrap(reg, base_model_dir())
