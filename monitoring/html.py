@@ -161,6 +161,11 @@ def _worst_table(worst: list[dict[str, Any]], sets: dict[str, EvalSet], roles: l
             f"<th class='l'>set</th></tr>{rows}</table>")
 
 
+def _p_value(p: Any) -> Any:
+    """A p-value as people read it: ``<0.001`` rather than ``0.0000`` for a tiny one."""
+    return "<0.001" if isinstance(p, (int, float)) and p < 0.001 else p
+
+
 def _gate(gate: dict[str, Any] | None) -> str:
     """The decision: ``promoted``, ``refused`` (``not promoted``) or ``no decision`` (the champion stays), with the
     overall paired test's numbers when given."""
@@ -176,7 +181,7 @@ def _gate(gate: dict[str, Any] | None) -> str:
         "<table><tr><th>n</th><th>gained</th><th>lost</th><th>difference</th><th>CI low</th><th>CI high</th>"
         "<th>exact McNemar p</th><th>minimum detectable effect</th></tr><tr>"
         + "".join(cell(ov.get(k), f"gate/{k}") for k in ("n", "gained", "lost", "diff"))
-        + cell(ci[0], "gate/ci_low") + cell(ci[1], "gate/ci_high") + cell(ov.get("p"), "gate/p")
+        + cell(ci[0], "gate/ci_low") + cell(ci[1], "gate/ci_high") + cell(_p_value(ov.get("p")), "gate/p")
         + cell(ov.get("mde"), "gate/mde") + "</tr></table>")
     return (f"<h2>Gate</h2><p>Decision: <b data-metric='gate/promoted' data-verdict='{esc(verdict)}' class='{cls}'>"
             f"{esc(label)}</b> &mdash; "

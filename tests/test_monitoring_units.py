@@ -132,6 +132,8 @@ def test_accuracy_html_shows_no_decision_and_the_paired_test():
     assert "not promoted" not in page
     assert 'data-metric="gate/p">1.0000<' in page and 'data-metric="gate/mde">-<' in page
     assert 'data-metric="gate/ci_low">-0.1000<' in page
+    clear = {**gate, "verdict": "promoted", "promoted": True, "overall": {**overall, "p": 3e-7}}
+    assert 'data-metric="gate/p">&lt;0.001<' in accuracy_html(accuracy_summary([es], clear), [es])   # not 0.0000
 
 
 def _drift(share=0.0, rate=None, ref_rate=None):
