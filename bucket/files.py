@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 
 FILE_MODE = 0o644           # before the umask, like open(path, "w") would give
 TEMP_PREFIX = ".tmp-"       # directory listings skip names holding it
@@ -28,31 +30,30 @@ def _umask() -> int:
     return mask
 
 
+@contextmanager
+def discarded_on_error(tmp: str) -> Iterator[None]:
+    """Remove the temporary file ``tmp`` when the block fails (the block's error is the one raised)."""
+    try:
+        yield
+    except BaseException:
+        with suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
 def write_temp(directory: str, data: bytes, mode: int = FILE_MODE) -> str:
     """``data`` in a new temporary file in ``directory`` with ``mode`` less the umask; its path. The
     caller renames or links it into place (and removes it if that fails); on a failed write it is gone."""
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX)
-    try:
+    with discarded_on_error(tmp):
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.chmod(tmp, mode & ~_umask())
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise
     return tmp
 
 
 def atomic_write(path: str, data: bytes, mode: int = FILE_MODE) -> None:
     """Replace ``path`` with ``data`` atomically (``write_temp`` + ``os.replace``)."""
     tmp = write_temp(os.path.dirname(os.path.abspath(path)), data, mode)
-    try:
+    with discarded_on_error(tmp):
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise

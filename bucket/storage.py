@@ -16,9 +16,11 @@ import stat
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Callable, TypeVar
 
-from bucket.files import TEMP_PREFIX, write_temp
+from bucket.files import TEMP_PREFIX, atomic_write, write_temp
 
 T = TypeVar("T")
 
@@ -182,6 +184,17 @@ class Storage(ABC):
         """Raise ``BucketNotFound`` / ``StorageError`` when the bucket is unusable."""
 
 
+@contextmanager
+def _disk_full_is_permanent(path: str) -> Iterator[None]:
+    """ENOSPC / EDQUOT while writing ``path`` -> ``OutOfSpace`` (one line, never retried)."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise OutOfSpace(f"disk full writing {path} ({e.strerror}); nothing was left half-written") from None
+        raise
+
+
 class LocalStorage(Storage):
     """A directory standing in for a bucket; writes are atomic (temp file + rename)."""
 
@@ -234,31 +247,20 @@ class LocalStorage(Storage):
         with os.fdopen(fd, "rb") as f:
             return f.read()
 
-    def _temp_write(self, path: str, data: bytes) -> str:
-        """``data`` in a temporary file beside ``path`` (``bucket.files``: mode 0644, removed on failure)."""
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        try:
-            return write_temp(os.path.dirname(path), data)
-        except OSError as e:
-            if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise OutOfSpace(f"disk full writing {path} ({e.strerror}); nothing was left half-written") from None
-            raise
-
     def _write(self, name: str, data: bytes, content_type: str) -> None:
         path = self._path(name)
-        tmp = self._temp_write(path, data)
-        try:
-            os.replace(tmp, path)
-        except BaseException:
-            os.remove(tmp)
-            raise
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with _disk_full_is_permanent(path):
+            atomic_write(path, data)                # bucket.files: mode 0644, no temporary file left
 
     def _exists(self, name: str) -> bool:
         return os.path.isfile(self._path(name))
 
     def _create(self, name: str, data: bytes, content_type: str) -> bool:
         path = self._path(name)
-        tmp = self._temp_write(path, data)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with _disk_full_is_permanent(path):
+            tmp = write_temp(os.path.dirname(path), data)
         try:
             os.link(tmp, path)          # atomic; fails when the name exists
             return True

@@ -24,23 +24,30 @@ def _check_size(im: Image.Image) -> None:
         raise CropError(f"image too large ({im.width}x{im.height} pixels, limit {MAX_PIXELS})")
 
 
-def decode_image(data: bytes, apply_exif: bool = True) -> np.ndarray:
-    """Bytes -> H x W x 3 uint8 RGB. Raises ``CropError`` with a reason for bad input."""
-    if not data:
-        raise CropError("empty file (0 bytes)")
+@contextmanager
+def _as_crop_error() -> Iterator[None]:
+    """PIL's ways of failing on bad bytes -> ``CropError`` with the reason (one mapping for every reader)."""
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            _check_size(im)
-            if apply_exif:
-                im = ImageOps.exif_transpose(im)
-            im = im.convert("RGB")
-            arr = np.asarray(im)
+        yield
     except CropError:
         raise
     except Image.DecompressionBombError as e:
         raise CropError(f"image too large: {e}") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise CropError(f"not a readable image: {e}") from None
+
+
+def decode_image(data: bytes, apply_exif: bool = True) -> np.ndarray:
+    """Bytes -> H x W x 3 uint8 RGB. Raises ``CropError`` with a reason for bad input."""
+    if not data:
+        raise CropError("empty file (0 bytes)")
+    with _as_crop_error():
+        with Image.open(io.BytesIO(data)) as im:
+            _check_size(im)
+            if apply_exif:
+                im = ImageOps.exif_transpose(im)
+            im = im.convert("RGB")
+            arr = np.asarray(im)
     if arr.shape[0] < 2 or arr.shape[1] < 2:
         raise CropError(f"image too small ({arr.shape[1]}x{arr.shape[0]})")
     return arr
@@ -91,16 +98,10 @@ def opened_crop(path: str) -> Iterator[Image.Image]:
     with open_regular(path) as f:
         if os.fstat(f.fileno()).st_size == 0:
             raise CropError("empty file (0 bytes)")
-        try:
+        with _as_crop_error():
             with Image.open(f) as im:
                 _check_size(im)
                 yield im
-        except CropError:
-            raise
-        except Image.DecompressionBombError as e:
-            raise CropError(f"image too large: {e}") from None
-        except (OSError, SyntaxError, ValueError) as e:
-            raise CropError(f"not a readable image: {e}") from None
 
 
 def gray_pixels(im: Image.Image, apply_exif: bool = True) -> np.ndarray:
