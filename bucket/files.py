@@ -18,14 +18,12 @@ TEMP_PREFIX = ".tmp-"       # directory listings skip names holding it
 
 def _umask() -> int:
     """The process umask, read without changing it where Linux says it (``/proc/self/status``)."""
-    try:
+    with suppress(OSError, ValueError, IndexError):      # no /proc (not Linux): the classic read below
         with open("/proc/self/status") as f:
             for line in f:
                 if line.startswith("Umask:"):
                     return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)      # elsewhere: the classic read (set, then put back at once)
+    mask = os.umask(0o022)      # the classic read: set, then put back at once
     os.umask(mask)
     return mask
 
