@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Callable, Iterator
 
-from flows.options import (opts_batch_predict, opts_demo, opts_evaluate, opts_ingest, opts_monitor, opts_predict,
+from flows.options import (opts_approve, opts_batch_predict, opts_demo, opts_evaluate, opts_ingest, opts_monitor, opts_predict,
                            opts_pretrain, opts_promote, opts_retrain, opts_rollback, opts_status,
                            opts_synth)
 from flows.settings import Settings, setup_environment
@@ -222,6 +222,9 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         return 4
     _say(args, f"retrain: champion v{summary.champion_version}, challenger "
                f"{'v' + summary.challenger_version if summary.challenger_version else 'none'}: {summary.reason}")
+    if summary.verdict == "awaiting approval":
+        _say(args, f"approve with: tagloop approve {summary.challenger_version} --by NAME   "
+                   f"(or tagloop reject {summary.challenger_version} --by NAME)")
     if args.json:
         print(summary.to_json())
     return 0
@@ -271,6 +274,41 @@ def cmd_promote(args: argparse.Namespace) -> int:
     return 0
 
 
+def _approval(args: argparse.Namespace, approve: bool) -> int:
+    from loop.registry import Registry, registry_configured, setup_mlflow
+
+    settings = setup_environment()
+    if not registry_configured(settings.home):
+        _err(f"no model registry under {settings.home} (and MLFLOW_TRACKING_URI is not set): nothing waits for approval")
+        return 2
+    setup_mlflow(settings.home)
+    registry = Registry()
+    if approve:
+        move = registry.approve(args.version, args.by, args.note)
+        out = {"decision": "approved", "champion": move.champion, "previous_champion": move.previous_champion,
+               "before": move.before, "by": args.by.strip()}
+        _say(args, f"approve: champion v{move.before['champion']} -> v{move.champion} (approved by {args.by.strip()}); "
+                   f"previous-champion now {move.previous_champion or 'unset'}")
+    else:
+        registry.reject(args.version, args.by, args.note)
+        out = {"decision": "rejected", "version": args.version, "champion": registry.alias("champion"),
+               "by": args.by.strip()}
+        _say(args, f"reject: v{args.version} turned down by {args.by.strip()}; champion stays v{out['champion']}")
+    if args.json:
+        print(json.dumps(out))
+    return 0
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    """Approval mode: the gate passed VERSION; a person makes it champion."""
+    return _approval(args, approve=True)
+
+
+def cmd_reject(args: argparse.Namespace) -> int:
+    """Approval mode: the gate passed VERSION; a person turns it down (the champion stays)."""
+    return _approval(args, approve=False)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     """Champion and aliases, the last retrains and their verdicts, the bucket's review queue and lock."""
     from bucket.storage import StorageError, open_storage
@@ -301,9 +339,14 @@ def _status_lines(out: dict) -> list[str]:
     else:
         lines = ["registry:"]
         for alias, v in reg["aliases"].items():
-            how = "" if not v else "  " + "; ".join(f"{k} {v[k]}" for k in ("promoted_at", "forced_by", "rolled_back_at")
+            how = "" if not v else "  " + "; ".join(f"{k} {v[k]}" for k in ("promoted_at", "forced_by", "approved_by",
+                                                                                   "rolled_back_at")
                                                      if v.get(k))
             lines.append(f"  {alias:<18} {'v' + v['version'] if v else '-'}{how}".rstrip())
+        for p in reg.get("pending_approvals", []):
+            lines.append(f"  waiting for approval: v{p['version']} (judged against v{p['gate_champion'] or '-'}, since "
+                         f"{p['awaiting_since'] or '-'}): tagloop approve {p['version']} --by NAME  |  tagloop reject "
+                         f"{p['version']} --by NAME")
         lines.append(f"last {len(reg['runs'])} retrain runs:" if reg["runs"] else "no retrain run yet")
         lines += [f"  {r['started']}  {r['status']:<8} {r['verdict'] or '-':<11} {(r['reason'] or '')[:110]}"
                   for r in reg["runs"]]
@@ -334,6 +377,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
     "retrain": ("one full cycle now: ingest, mix, fine-tune, gate, registry, reports", opts_retrain, cmd_retrain),
     "rollback": ("champion <- previous-champion", opts_rollback, cmd_rollback),
     "promote": ("champion <- a registered version, by hand (audited)", opts_promote, cmd_promote),
+    "approve": ("approval mode: a challenger the gate passed becomes champion", opts_approve, cmd_approve),
+    "reject": ("approval mode: turn down a challenger the gate passed (champion stays)", opts_approve, cmd_reject),
     "status": ("champion, last retrains and their verdicts, review queue, bucket lock", opts_status, cmd_status),
     "predict": ("read crops and write filename,prediction,confidence", opts_predict, cmd_predict),
     "evaluate": ("exact match overall and per slice on labelled crops", opts_evaluate, cmd_evaluate),

@@ -182,7 +182,8 @@ def print_summary(s, seeds: list[Any], home: str, n_objects: int, wall_s: float)
 
 HEADLINE = {"promoted": "PROMOTED: the challenger is the new champion",
             "refused": "NOT PROMOTED: a check failed, the champion stays",
-            "no decision": "NO DECISION: too few crops to tell the models apart, the champion stays"}
+            "no decision": "NO DECISION: too few crops to tell the models apart, the champion stays",
+            "awaiting approval": "PASSED THE GATE: waiting for a person (tagloop approve VERSION --by NAME)"}
 
 
 def print_decision(s) -> None:

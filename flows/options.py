@@ -108,6 +108,13 @@ def opts_promote(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help=JSON_HELP)
 
 
+def opts_approve(p: argparse.ArgumentParser) -> None:
+    p.add_argument("version", help="a registered version waiting for approval (see `tagloop status`)")
+    p.add_argument("--by", required=True, help="who decides (recorded on the version)")
+    p.add_argument("--note", default="", help="a note recorded with the decision")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+
+
 def opts_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", help="image files or directories of images")
     p.add_argument("--out", required=True,

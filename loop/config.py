@@ -45,6 +45,7 @@ RECIPE: dict[str, tuple[str, ...]] = {
     "alpha": ("gate.alpha",),
     "slice_tolerance": ("gate.slice_tolerance",),
     "regression_tolerance": ("gate.regression_tolerance",),
+    "require_approval": ("gate.require_approval",),
     "seed": ("mix.seed", "finetune.train.seed"),
     "workers": ("mix.workers",),
     "device": ("finetune.train.device",),

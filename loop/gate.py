@@ -44,6 +44,8 @@ class GateConfig:
     drop_p: float | None = field(default=0.05, metadata={
         "help": "a drop beyond a set, slice or regression tolerance counts only when a one-sided sign test over "
                 "the crops the two models read differently gives p below this (None: the drop alone)"})
+    require_approval: bool = field(default=False, metadata={
+        "help": "a challenger that passes the gate is not promoted: it waits for `tagloop approve VERSION --by NAME`"})
     regression_tolerance: float = field(default=0.005, metadata={
         "help": "largest exact-match drop allowed on the synthetic regression suite (and on the fine-tune's "
                 "anchor when it chooses a blend)"})
@@ -125,12 +127,14 @@ class Check:
 
 
 PROMOTED, REFUSED, NO_DECISION = "promoted", "refused", "no decision"
+AWAITING = "awaiting approval"      # the gate passed; a person approves (``tagloop approve``) before it serves
 
 
 @dataclass
 class GateDecision:
-    """``verdict``: ``promoted``, ``refused`` (a check failed) or ``no decision`` (keep the champion:
-    too few crops to tell the two models apart; nothing failed)."""
+    """``verdict``: ``promoted``, ``refused`` (a check failed), ``no decision`` (keep the champion:
+    too few crops to tell the two models apart; nothing failed) or ``awaiting approval`` (the gate passed and
+    ``require_approval`` is on: the challenger waits for ``tagloop approve``)."""
 
     verdict: str
     reason: str
@@ -260,6 +264,14 @@ def _verdict(checks: list[Check]) -> GateDecision:
                                          f"all {held} judged set, slice and regression checks hold", checks)
     return GateDecision(PROMOTED, f"promoted: challenger wins overall {overall.detail}; all "
                                   f"{held} judged set, slice and regression checks hold", checks)
+
+
+def await_approval(decision: GateDecision) -> GateDecision:
+    """Approval mode: a passing decision becomes ``awaiting approval`` (the checks kept); others stay as they are."""
+    if not decision.promote or decision.forced_by:
+        return decision
+    evidence = decision.reason.removeprefix("promoted: ")
+    return GateDecision(AWAITING, f"awaiting approval (the gate passed): {evidence}", decision.checks)
 
 
 def force(decision: GateDecision, by: str) -> GateDecision:

@@ -21,6 +21,7 @@ from mlflow.exceptions import MlflowException
 MODEL_NAME = "product-code-recognizer"
 EXPERIMENT = "tagloop"
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous-champion"
+PENDING = "pending"                 # version tag ``approval`` of a challenger waiting for ``tagloop approve``
 
 
 def tracking_uri(home: str) -> str:
@@ -132,6 +133,58 @@ class Registry:
             self.set_alias(PREVIOUS, old)
         self.set_alias(CHAMPION, version)
         return AliasMove(version, old, before)
+
+    # -- approval mode (the gate passed; a person decides) ---------------------------------
+    def await_approval(self, version: str, reason: str) -> None:
+        """Tag ``version`` as waiting for approval, judged against the current champion."""
+        for k, v in {"approval": PENDING, "gate_champion": self.alias(CHAMPION) or "", "gate_reason": reason[:4000],
+                     "awaiting_since": _now()}.items():
+            self.client.set_model_version_tag(self.name, version, k, v)
+
+    def pending_approvals(self) -> list[dict[str, str]]:
+        """Versions waiting for ``approve``: version, the champion it was judged against, since when, the reason."""
+        out = []
+        for v in self.versions():
+            tags = self.version_tags(v)
+            if tags.get("approval") == PENDING:
+                out.append({"version": v, "gate_champion": tags.get("gate_champion", ""),
+                            "awaiting_since": tags.get("awaiting_since", ""), "gate_reason": tags.get("gate_reason", "")})
+        return out
+
+    def _decide_approval(self, version: str, by: str) -> dict[str, str]:
+        if not by.strip():
+            raise ValueError("--by needs a name (recorded on the version)")
+        if version not in self.versions():
+            raise ValueError(f"no registered version {version!r} (versions: {', '.join(self.versions()) or 'none'})")
+        tags = self.version_tags(version)
+        if tags.get("approval") != PENDING:
+            raise ValueError(f"version {version} is not waiting for approval (approval: {tags.get('approval') or 'none'}); "
+                             "`tagloop promote VERSION --by NAME` makes any version champion, bypassing the gate")
+        return tags
+
+    def approve(self, version: str, by: str, note: str = "") -> AliasMove:
+        """A person approves a challenger the gate passed: it becomes champion (not ``forced``: the gate passed).
+
+        Refused when the champion changed since the gate judged it: the evidence compared it with another model.
+        """
+        tags = self._decide_approval(version, by)
+        judged, now = tags.get("gate_champion") or None, self.alias(CHAMPION)
+        if judged != now:
+            raise ValueError(f"version {version} was judged against v{judged} but the champion is now v{now}: the gate's "
+                             "evidence no longer applies; run a retrain, or `tagloop promote` to bypass the gate")
+        reason = f"approved by {by.strip()}" + (f" ({note.strip()})" if note.strip() else "") + \
+            f"; the gate said: {tags.get('gate_reason', '')}"
+        move = self.promote(version, reason)
+        for k, v in {"approval": "approved", "approved_by": by.strip(), "approved_at": _now()}.items():
+            self.client.set_model_version_tag(self.name, version, k, v)
+        return move
+
+    def reject(self, version: str, by: str, note: str = "") -> None:
+        """A person turns down a challenger the gate passed; the champion stays."""
+        self._decide_approval(version, by)
+        for k, v in {"approval": "rejected", "rejected_by": by.strip(), "rejected_at": _now(),
+                     "rejection_note": note.strip()[:4000]}.items():
+            self.client.set_model_version_tag(self.name, version, k, v)
 
     def rollback(self, by: str = "") -> AliasMove:
         """``champion`` <- ``previous-champion``; ``previous-champion`` <- the version that one replaced."""

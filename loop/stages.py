@@ -23,7 +23,8 @@ from ingest import dataset
 from ingest.pipeline import IngestConfig, IngestSummary, run_ingest
 from ingest.review import champion_reader
 from loop.config import CycleConfig
-from loop.gate import REGRESSION, EvalData, GateConfig, GateDecision, Reader, SetScore, decide, force, score_sets
+from loop.gate import (AWAITING, REGRESSION, EvalData, GateConfig, GateDecision, Reader, SetScore, await_approval, decide,
+                       force, score_sets)
 from loop.mix import Mix, MixConfig, build_mix
 from loop.registry import CHALLENGER, CHAMPION, Registry, bootstrap, setup_mlflow
 from loop.regression import RegressionConfig, load_suite
@@ -134,12 +135,15 @@ def evaluate_stage(model_dirs: dict[str, str], sets: list[EvalData]) -> dict[str
 
 def gate_stage(scores: dict[str, dict[str, SetScore]], cfg: GateConfig, forced_by: str | None = None) -> GateDecision:
     decision = decide(scores["champion"], scores["challenger"], cfg)
-    return force(decision, forced_by) if forced_by else decision
+    if forced_by:
+        return force(decision, forced_by)
+    return await_approval(decision) if cfg.require_approval else decision
 
 
 def register_stage(registry: Registry, model_dir: str, decision: GateDecision, dataset_version: str | None,
                    run_id: str) -> str:
-    """Log + register the challenger (alias ``challenger``); promote it when the gate said so.
+    """Log + register the challenger (alias ``challenger``); promote it when the gate said so, or, in approval
+    mode, tag it ``approval=pending`` with the champion it was judged against (``Registry.approve``).
 
     Idempotent: a rerun after a crash finds the version already registered for the same dataset
     version and weights (tag ``candidate_key``) and reuses it, so no model is registered twice.
@@ -153,6 +157,8 @@ def register_stage(registry: Registry, model_dir: str, decision: GateDecision, d
         version = registry.register(info.model_uri, {"dataset_version": dataset_version or "", "run_id": run_id,
                                                      "gate_reason": decision.reason[:4000], "candidate_key": key})
     registry.set_alias(CHALLENGER, version)
+    if decision.verdict == AWAITING:
+        registry.await_approval(version, decision.reason)
     if decision.promote and registry.alias(CHAMPION) != version:
         registry.promote(version, decision.reason, decision.forced_by)
     return version

@@ -1,7 +1,8 @@
 """``tagloop status``: where things stand, for the person starting the morning.
 
 The champion and the other aliases (with who promoted them and why), the last retrain runs with their gate
-verdicts (from MLflow), and, when a bucket is given, the review queue, the last ingest and who holds the
+verdicts (from MLflow), the challengers waiting for approval,
+and, when a bucket is given, the review queue, the last ingest and who holds the
 bucket's lock. Read-only: nothing is created, not even an empty registry.
 """
 from __future__ import annotations
@@ -14,7 +15,8 @@ from bucket.storage import Storage
 from ingest.state import IngestState
 from loop.registry import EXPERIMENT, Registry, registry_configured, setup_mlflow
 
-VERSION_TAGS = ("promoted_at", "promotion_reason", "forced_by", "replaced", "rolled_back_at", "rolled_back_by")
+VERSION_TAGS = ("promoted_at", "promotion_reason", "forced_by", "approved_by", "replaced", "rolled_back_at",
+                "rolled_back_by")
 
 
 def _when(ms: int | None) -> str | None:
@@ -36,7 +38,7 @@ def registry_status(home: str, n_runs: int) -> dict[str, Any] | None:
                                                        **{k: tags[k] for k in VERSION_TAGS if tags.get(k)}}
     runs = mlflow.search_runs(experiment_names=[EXPERIMENT], filter_string="tags.`tagloop.kind` = 'retrain'",
                               order_by=["attributes.start_time DESC"], max_results=n_runs, output_format="list")
-    return {"aliases": aliases, "runs": [_run(r) for r in runs]}
+    return {"aliases": aliases, "pending_approvals": reg.pending_approvals(), "runs": [_run(r) for r in runs]}
 
 
 def _run(run: Any) -> dict[str, Any]:

@@ -167,3 +167,50 @@ def test_model_refs():
     assert parse_model_ref("models:/product-code-recognizer/12") == ("product-code-recognizer", "version", "12")
     with pytest.raises(ValueError):
         parse_model_ref("models:/product-code-recognizer/latest")
+
+
+def test_approval_mode_waits_for_a_person_and_refuses_stale_evidence(tagloop_home, capsys):
+    """require_approval: a passing gate registers the challenger as pending; `approve` promotes it (not forced),
+    `reject` keeps the champion; evidence judged against another champion is refused."""
+    from flows.cli import main
+    from loop.gate import AWAITING, PROMOTED, REFUSED, Check, GateConfig, GateDecision, await_approval
+    from loop.stages import register_stage
+
+    reg = Registry()
+    bootstrap(reg, base_model_dir())
+    passed = GateDecision(PROMOTED, "promoted: challenger wins overall 0.6 vs 0.5", [Check("overall", True, "")])
+    waiting = await_approval(passed)
+    assert (waiting.verdict, waiting.promote) == (AWAITING, False) and "0.6 vs 0.5" in waiting.reason
+    refused = GateDecision(REFUSED, "not promoted: x", [Check("overall", False, "")])
+    assert await_approval(refused) is refused
+    assert GateConfig().require_approval is False                   # the nightly default promotes on the gate
+
+    v2 = register_stage(reg, base_model_dir(), waiting, "ds-1", "run-1")
+    assert reg.aliases()["champion"] == "1" and reg.aliases()["challenger"] == v2
+    assert [p["version"] for p in reg.pending_approvals()] == [v2] and reg.pending_approvals()[0]["gate_champion"] == "1"
+    assert main(["status", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["registry"]["pending_approvals"][0]["version"] == v2
+    assert main(["status"]) == 0 and f"tagloop approve {v2} --by NAME" in capsys.readouterr().out
+
+    assert main(["approve", "1", "--by", "ops"]) == 2 and "not waiting for approval" in capsys.readouterr().err
+    assert main(["approve", v2, "--by", " "]) == 2 and reg.aliases()["champion"] == "1"
+    assert main(["approve", v2, "--by", "ops", "--note", "looked at the worst crops", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["champion"], out["previous_champion"], out["by"]) == (v2, "1", "ops")
+    tags = reg.version_tags(v2)
+    assert tags["approval"] == "approved" and tags["approved_by"] == "ops" and "forced_by" not in tags
+    assert tags["promotion_reason"].startswith("approved by ops (looked at the worst crops); the gate said: awaiting")
+    assert reg.pending_approvals() == []
+    assert main(["approve", v2, "--by", "ops"]) == 2                 # decided once
+
+    v3 = _register_copy(reg, base_model_dir())
+    reg.await_approval(v3, "awaiting approval (the gate passed): ...")
+    v4 = _register_copy(reg, base_model_dir())
+    reg.await_approval(v4, "awaiting approval (the gate passed): ...")
+    assert main(["reject", v3, "--by", "lee", "--note", "brand X slice looks off"]) == 0
+    assert reg.version_tags(v3)["approval"] == "rejected" and reg.version_tags(v3)["rejected_by"] == "lee"
+    assert reg.aliases()["champion"] == v2
+    reg.rollback(by="lee")                                          # the champion changes under the pending v4
+    assert main(["approve", v4, "--by", "ops"]) == 2
+    assert f"judged against v{v2} but the champion is now v1" in capsys.readouterr().err
+    assert reg.aliases()["champion"] == "1" and reg.version_tags(v4)["approval"] == "pending"
