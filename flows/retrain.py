@@ -17,6 +17,7 @@ come from Prefect's result cache, the fine-tune from its work directory.
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -29,6 +30,7 @@ from flows.settings import bucket_url, prune_results, setup_environment
 from bucket.storage import open_storage
 from loop.config import CycleConfig
 from loop.cycle import STAGE_ORDER, STAGE_TEXT, CycleSummary, run_cycle
+from monitoring.notify import WebhookConfig, failure_event, gate_event, send
 from bucket.lock import DEFAULT_TTL_S, BucketLock, bucket_lock
 from recognizer.checkpoint import base_model_dir
 from tasks.retrain import TASK_STAGES
@@ -68,6 +70,22 @@ def retrain(bucket: str | None = None, since: str | None = None, force: bool = F
         raise ValueError("break_lock needs forced_by (the person's name is recorded with the broken lock)")
     logger = get_run_logger()
     settings = setup_environment()
+    hook = WebhookConfig(settings.webhook_url)
+    try:
+        summary = _cycle(bucket, since, force, forced_by, config, lock_ttl_s, break_lock, keep_results_days, progress,
+                         settings, logger)
+    except Exception as e:                   # told to the team, then raised as before (the run fails)
+        send(failure_event("retrain", e, bucket or settings.bucket), hook, logger.warning)
+        raise
+    send(gate_event(json.loads(summary.to_json())), hook, logger.info)
+    logger.info("retrain: champion v%s, challenger %s: %s", summary.champion_version,
+                summary.challenger_version or "none", summary.reason)
+    return summary
+
+
+def _cycle(bucket, since, force, forced_by, config, lock_ttl_s, break_lock, keep_results_days, progress, settings,
+           logger) -> CycleSummary:
+    """The flow's body: settings applied to the recipe, old results pruned, the cycle under the bucket lock."""
     url = bucket_url(bucket, settings)
     cfg = config or CycleConfig()
     cfg = replace(cfg, since=since or cfg.since, forced_by=forced_by if force else None,
@@ -83,8 +101,6 @@ def retrain(bucket: str | None = None, since: str | None = None, force: bool = F
     with bucket_lock(storage, owner, lock_ttl_s, logger.info, forced_by if break_lock else None) as lock:
         summary = run_cycle(storage, settings.home, base_model_dir(), cfg, log=logger.info, stages=TASK_STAGES,
                             on_stage=stage_hook(lock, logger.info, progress))
-    logger.info("retrain: champion v%s, challenger %s: %s", summary.champion_version,
-                summary.challenger_version or "none", summary.reason)
     return summary
 
 

@@ -21,12 +21,14 @@ class Settings:
     bucket: str | None   # TAGLOOP_BUCKET: gs://... or a local directory
     extra_chars: str = ""  # TAGLOOP_EXTRA_CHARS: label characters admitted beyond 0-9A-Z -./:()#
     user: str = ""         # USER: who runs a command by hand (recorded on a rollback)
+    webhook_url: str | None = None  # TAGLOOP_WEBHOOK_URL: gate decisions, alerts, failures (monitoring.notify)
 
     @classmethod
     def from_env(cls) -> "Settings":
         return cls(home=os.path.abspath(os.environ.get("TAGLOOP_HOME", ".tagloop")),
                    bucket=os.environ.get("TAGLOOP_BUCKET") or None,
-                   extra_chars=os.environ.get("TAGLOOP_EXTRA_CHARS", ""), user=os.environ.get("USER", ""))
+                   extra_chars=os.environ.get("TAGLOOP_EXTRA_CHARS", ""), user=os.environ.get("USER", ""),
+                   webhook_url=os.environ.get("TAGLOOP_WEBHOOK_URL") or None)
 
     def path(self, *parts: str) -> str:
         return os.path.join(self.home, *parts)

@@ -1,6 +1,7 @@
 """Tasks of the monitor flow: the two windows, the reports, publishing, the retrain trigger."""
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from prefect import task
@@ -44,9 +45,9 @@ def publish(reports: MonitorReports, bucket: str, workspace_dir: str) -> dict[st
 
 
 @task(cache_policy=NO_CACHE, **API_RETRIES)
-def request_retrain(deployment: str, parameters: dict[str, Any]) -> str:
-    """Prefect API write: start a run of the retrain deployment (not waited for); returns its id."""
+def request_retrain(deployment: str, parameters: dict[str, Any], scheduled_time: datetime | None = None) -> str:
+    """Prefect API write: a run of the retrain deployment, now or at ``scheduled_time`` (not waited for); its id."""
     from prefect.deployments import run_deployment
 
-    run = run_deployment(deployment, parameters=parameters, timeout=0, as_subflow=False)
+    run = run_deployment(deployment, parameters=parameters, timeout=0, as_subflow=False, scheduled_time=scheduled_time)
     return str(run.id)

@@ -114,3 +114,25 @@ def test_deploy_all_and_run_batch_predict_through_a_worker(server, tmp_path):
     lines = jsonl(storage, f"predictions/{DAY}.jsonl")
     assert [r["key"] for r in lines] == keys and all(r["model_version"] for r in lines)
     assert json.loads(storage.read("state/batch_predict/state.json"))["scored"].keys() == set(keys)
+
+
+@pytest.mark.slow
+def test_automations_watch_for_dead_and_hung_runs(prefect_api):
+    """Both automations land on the Prefect server with the webhook block; applying twice replaces them."""
+    from prefect.automations import Automation
+    from prefect.blocks.notifications import SlackWebhook
+
+    from flows.automations import BLOCK, CRASHED, STUCK, apply_automations
+
+    first = apply_automations("https://hooks.example.com/services/T/B/one", hours=4)
+    again = apply_automations("https://hooks.example.com/services/T/B/two", hours=3)
+    assert set(again) == {CRASHED, STUCK} and set(first.values()).isdisjoint(again.values())
+    assert SlackWebhook.load(BLOCK).url.get_secret_value().endswith("/two")
+    crashed, stuck = Automation.read(name=CRASHED), Automation.read(name=STUCK)
+    assert str(crashed.id) == again[CRASHED] and crashed.trigger.expect == {"prefect.flow-run.Crashed",
+                                                                              "prefect.flow-run.Failed"}
+    assert crashed.trigger.match_related["prefect.resource.name"] == ["retrain", "monitor", "batch-predict"]
+    assert stuck.trigger.posture == "Proactive" and stuck.trigger.within.total_seconds() == 3 * 3600
+    assert [a.type for a in stuck.actions] == ["send-notification", "cancel-flow-run"]
+    with pytest.raises(ValueError, match="http"):
+        apply_automations("ftp://x")

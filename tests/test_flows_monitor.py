@@ -139,8 +139,18 @@ def test_alert_under_a_deployment_starts_the_retrain_deployment(prefect_api, ref
     storage = open_storage(str(root))
     add_batch(storage, shifted, prefix="new", created_at=NEW_DAY)
     monkeypatch.setattr(flows.monitor, "running_from_deployment", lambda: True)
-    s = _monitor(storage)
+    # now is inside a review window: the retrain is scheduled for its end; the alert reaches the webhook
+    from datetime import datetime, timedelta, timezone
+
+    from webhook_helpers import Receiver
+
+    now = datetime.now(timezone.utc)
+    end = (now + timedelta(hours=1)).replace(second=0, microsecond=0)
+    with Receiver() as hook:
+        monkeypatch.setenv("TAGLOOP_WEBHOOK_URL", hook.url)
+        s = _monitor(storage, review_window=f"{now - timedelta(hours=1):%H:%M}-{end:%H:%M}", review_timezone="UTC")
     assert s["retrain"]["triggered"] and s["retrain"]["flow_run_id"]
+    assert s["retrain"]["scheduled_for"] == end.isoformat() and "inside the review window" in s["retrain"]["reason"]
 
     async def read():
         async with get_client() as client:
@@ -148,3 +158,7 @@ def test_alert_under_a_deployment_starts_the_retrain_deployment(prefect_api, ref
 
     run = asyncio.run(read())
     assert run.parameters == {"bucket": storage.url} and run.deployment_id is not None
+    assert run.state.is_scheduled() and abs((run.expected_start_time - end).total_seconds()) < 1
+    (body,) = hook.bodies
+    assert body["tagloop"]["event"] == "alert" and "dataset_drift" in body["text"]
+    assert "scheduled for" in body["text"] and body["tagloop"]["retrain"]["triggered"]

@@ -16,10 +16,20 @@ def test_force_needs_a_name(capsys):
         assert "--forced-by needs a NAME, not blank" in capsys.readouterr().err
 
 
-def test_retrain_with_nothing_new_reports_why(tagloop_home, tmp_path, capsys):
+def test_retrain_with_nothing_new_reports_why(tagloop_home, tmp_path, capsys, monkeypatch):
+    """... and tells the team's webhook, as it does when a run fails."""
+    from webhook_helpers import Receiver
+
     (tmp_path / "bucket").mkdir()
-    assert main(["retrain", "--bucket", str(tmp_path / "bucket"), "--json"]) == 0
-    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    with Receiver() as hook:
+        monkeypatch.setenv("TAGLOOP_WEBHOOK_URL", hook.url)
+        assert main(["retrain", "--bucket", str(tmp_path / "bucket"), "--json"]) == 0
+        out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert main(["retrain", "--bucket", str(tmp_path / "no-such-bucket")]) == 3
+    assert [b["tagloop"]["event"] for b in hook.bodies] == ["gate", "failure"]
+    assert hook.bodies[0]["text"].startswith("tagloop retrain: nothing new, champion v1 stays")
+    assert hook.bodies[1]["text"].startswith("tagloop retrain FAILED: BucketNotFound")
+    assert hook.bodies[1]["tagloop"]["bucket"] == str(tmp_path / "no-such-bucket")
     assert out["promoted"] is False and out["challenger_version"] is None and out["n_new"] == 0
     assert out["reason"].startswith("nothing to learn") and out["champion_version"] == "1"
     assert {"dataset_version", "quarantine_reasons", "metrics", "report_uri"} <= set(out)
