@@ -54,6 +54,23 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 NOTHING_READ = 1        # predict's exit code when no input could be read (the CSV is still written)
 
 
+def _is_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+@contextmanager
+def progress_bar(total: int, unit: str, desc: str) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on stderr when it is a terminal (``update(k)``: k more done); None otherwise, so logs
+    and pipes get no carriage-return noise."""
+    if total <= 0 or not _is_terminal():
+        yield None
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=total, unit=unit, desc=desc, file=sys.stderr, dynamic_ncols=True) as bar:
+        yield bar.update
+
+
 def csv_cell(text: str) -> str:
     """``text`` as a preds.csv cell a spreadsheet shows as text."""
     return "'" + text if text.startswith(FORMULA_START) else text
@@ -68,7 +85,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for n in notes:
         _err(n)
     predictor = Predictor(resolve_model(args.model, Settings.from_env().home), backend=args.backend)
-    preds = predictor.predict_files(files)
+    with progress_bar(len(files), "file", "reading") as tick:
+        preds = predictor.predict_files(files, on_done=tick)
     out = io.StringIO()
     w = csv.writer(out)
     w.writerow(["filename", "prediction", "confidence"])
@@ -105,7 +123,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
     cfg = RenderConfig(fonts=args.fonts, p_rot90=args.p_rot90, p_rot180=args.p_rot180)
     t = time.time()
-    path = write_dataset(args.out, args.n, args.seed, cfg, workers=args.workers)
+    with progress_bar(args.n, "crop", "rendering") as tick:
+        path = write_dataset(args.out, args.n, args.seed, cfg, workers=args.workers, on_crops=tick)
     dt = time.time() - t
     print(f"rendered {args.n} crops in {dt:.1f}s ({args.n / dt:.0f} crops/s) -> {path}")
     return 0

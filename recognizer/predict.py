@@ -26,6 +26,7 @@ learnt (forgetting), and the second pass costs time only on unsure crops.
 from __future__ import annotations
 
 import os
+from typing import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -168,13 +169,18 @@ class Predictor:
                 return a
         return conf > than.confidence + (self.deskew_margin if margin is None else margin)
 
-    def predict_files(self, paths: list[str], budget: int = DECODE_BUDGET) -> list[Prediction]:
+    CHUNK_FILES = 512               # files per chunk at most (memory is bounded by ``budget``; this, the progress)
+
+    def predict_files(self, paths: list[str], budget: int = DECODE_BUDGET,
+                      on_done: Callable[[int], None] | None = None) -> list[Prediction]:
         """Unreadable files get an empty prediction, confidence 0 and an error message (not a regular
         file, empty, not an image, truncated, larger than ``MAX_PIXELS``: refused from its header).
 
         Files are decoded to grey and predicted in chunks of at most ``budget`` bytes of pixels (each
         file's size read from its header before it is decoded), so memory stays flat for any inputs.
+        ``on_done(k)``: k more files are finished (a progress bar).
         """
+        tick = on_done or (lambda k: None)
         preds = [Prediction("", 0.0) for _ in paths]
         ok: list[int] = []
         grays: list[np.ndarray] = []
@@ -184,6 +190,7 @@ class Predictor:
             nonlocal held
             for i, pr in zip(ok, self.predict_arrays(grays)):
                 preds[i] = pr
+            tick(len(ok))
             ok.clear()
             grays.clear()
             held = 0
@@ -192,13 +199,14 @@ class Predictor:
             try:
                 with opened_crop(path) as im:          # header only: what decoding this file will hold
                     cost = im.width * im.height
-                if grays and held + cost > budget:
+                if grays and (held + cost > budget or len(grays) >= self.CHUNK_FILES):
                     flush()
                 grays.append(load_gray(path))
                 ok.append(i)
                 held += grays[-1].size
             except CropError as e:
                 preds[i].error = str(e)
+                tick(1)
         if grays:
             flush()
         return preds

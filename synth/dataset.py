@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import os
 from dataclasses import asdict
-from typing import Iterator
+from typing import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -42,15 +42,17 @@ def _write_chunk(args: tuple) -> list[dict]:
 
 
 def write_dataset(out_dir: str, n: int, seed: int, cfg: RenderConfig | None = None,
-                  workers: int = 2, chunk: int = 250, ext: str = "jpg") -> str:
+                  workers: int = 2, chunk: int = 250, ext: str = "jpg",
+                  on_crops: Callable[[int], None] | None = None) -> str:
     """Render ``n`` crops to ``out_dir/images`` and ``out_dir/labels.csv``; returns the CSV path.
 
-    Output depends only on (n, seed, cfg, chunk), not on ``workers``.
+    Output depends only on (n, seed, cfg, chunk), not on ``workers``. ``on_crops(k)``: k more crops are
+    written (a progress bar).
     """
     cfg = cfg or RenderConfig()
     os.makedirs(os.path.join(out_dir, "images"), exist_ok=True)
     jobs = [(out_dir, s, min(chunk, n - s), seed * 7919 + s, asdict(cfg), ext) for s in range(0, n, chunk)]
-    parts = run_shards(_write_chunk, jobs, workers)
+    parts = run_shards(_write_chunk, jobs, workers, on_done=on_crops and (lambda i: on_crops(jobs[i][2])))
     path = os.path.join(out_dir, "labels.csv")
     with open(path + ".tmp", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)

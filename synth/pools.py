@@ -55,13 +55,23 @@ def pool_from_shards(parts: list[tuple[list[np.ndarray], list[str]]], height: in
     return Pool.pack(grays, labels, height)
 
 
-def run_shards(fn: Callable[[T], R], jobs: list[T], workers: int) -> list[R]:
+def run_shards(fn: Callable[[T], R], jobs: list[T], workers: int,
+               on_done: Callable[[int], None] | None = None) -> list[R]:
     """``[fn(job) for job in jobs]``, in order, across ``workers`` spawned processes when there is more
-    than one job: every renderer's fan-out (a shard's result depends on its job alone, not on ``workers``)."""
+    than one job: every renderer's fan-out (a shard's result depends on its job alone, not on ``workers``).
+    ``on_done(i)`` is called as each job finishes (in order; a progress bar)."""
+    tick = on_done or (lambda i: None)
+    out: list[R] = []
     if workers > 1 and len(jobs) > 1:
         with mp.get_context("spawn").Pool(workers) as p:
-            return p.map(fn, jobs)
-    return [fn(j) for j in jobs]
+            for r in p.imap(fn, jobs):
+                out.append(r)
+                tick(len(out) - 1)
+        return out
+    for j in jobs:
+        out.append(fn(j))
+        tick(len(out) - 1)
+    return out
 
 
 def render_pool(n: int, seed: int, workers: int = 2, cfg_dict: dict | None = None,

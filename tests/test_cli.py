@@ -42,6 +42,23 @@ def test_synth_command_writes_dataset(tmp_path, capsys):
     assert "crops/s" in capsys.readouterr().out
 
 
+def test_progress_bars_on_a_terminal_only(tmp_path, capsys, monkeypatch):
+    """Rendering and reading many files show a bar on a terminal's stderr; piped output stays clean."""
+    import flows.cli
+
+    out = tmp_path / "ds"
+    assert main(["synth", "--out", str(out), "--n", "12", "--seed", "1", "--workers", "1"]) == 0
+    assert "rendering" not in capsys.readouterr().err                     # not a terminal: no bar
+    monkeypatch.setattr(flows.cli, "_is_terminal", lambda: True)
+    assert main(["synth", "--out", str(out), "--n", "12", "--seed", "1", "--workers", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "rendering: 100%" in err and "12/12" in err
+    (out / "images" / "broken.jpg").write_bytes(b"not an image")
+    assert main(["predict", str(out / "images"), "--out", str(tmp_path / "p.csv")]) == 0
+    err = capsys.readouterr().err
+    assert "reading" in err and "13/13" in err and "broken.jpg" in err
+
+
 @pytest.mark.slow
 def test_demo_runs_on_embedded_defaults(tmp_path):
     """A shortened demo (few crops and steps): emulator, flow, summary, reports copied out of the bucket."""
