@@ -11,8 +11,10 @@ the next run sees the same items as new and rewrites the same objects):
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import os
+from importlib import resources
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -124,17 +126,48 @@ def _apply_decisions(storage: Storage, state: IngestState, extra_chars: str = ""
     return released, rejected
 
 
+DOCS_CSS = "static/styles/tagloop-data-docs.css"
+
+
 def _write_reports(storage: Storage, run_id: str, outcome, docs_dir: str | None) -> str:
+    """``results.json`` and the Data Docs pages under ``reports/validation/<run>/``. Each page links tagloop's
+    offline stylesheet (GX's own styles come from CDNs), so a page read from the bucket is styled either way."""
     base = f"reports/validation/{run_id}"
     storage.write(f"{base}/results.json", results_json(outcome), "application/json")
     if docs_dir and os.path.isdir(docs_dir):
-        for dirpath, _d, files in os.walk(docs_dir):
-            for f in files:
-                if f.endswith(".html"):
-                    rel = os.path.relpath(os.path.join(dirpath, f), docs_dir).replace(os.sep, "/")
-                    with open(os.path.join(dirpath, f), "rb") as fh:
-                        storage.write(f"{base}/data_docs/{rel}", fh.read(), "text/html")
+        css = resources.files("ingest").joinpath("docs_assets/tagloop-data-docs.css").read_bytes()
+        storage.write(f"{base}/data_docs/{DOCS_CSS}", css, "text/css")
+        icon = os.path.join(docs_dir, "static", "images", "favicon.ico")
+        if os.path.isfile(icon):
+            with open(icon, "rb") as fh:
+                storage.write(f"{base}/data_docs/static/images/favicon.ico", fh.read(), "image/x-icon")
+        pages = sorted(os.path.relpath(os.path.join(d, f), docs_dir).replace(os.sep, "/")
+                       for d, _sub, files in os.walk(docs_dir) for f in files if f.endswith(".html"))
+        for rel in pages:
+            with open(os.path.join(docs_dir, rel), "rb") as fh:
+                page = with_stylesheet(fh.read(), rel)
+            if rel == "index.html":
+                page = with_page_list(page, [p for p in pages if p != rel])
+            storage.write(f"{base}/data_docs/{rel}", page, "text/html")
     return storage.uri(f"{base}/results.json")
+
+
+def with_page_list(index: bytes, pages: list[str]) -> bytes:
+    """The Data Docs index with a plain list of its pages (GX draws its own table with CDN scripts)."""
+    kind = {"validations": "validation result", "expectations": "expectation suite"}
+    items = "".join(f'<li>{kind.get(p.split("/")[0], "page")}: <a href="{html.escape(p)}">{html.escape(p)}</a></li>'
+                    for p in pages)
+    block = f'<section class="tagloop-pages" style="margin:16px 24px"><h3>Pages of this run</h3><ul>{items}</ul></section>'
+    at = index.lower().rfind(b"<footer")
+    at = at if at >= 0 else index.lower().rfind(b"</body>")
+    return index if at < 0 else index[:at] + block.encode() + index[at:]
+
+
+def with_stylesheet(page: bytes, rel: str) -> bytes:
+    """``page`` (at ``rel`` under the docs root) with a link to the offline stylesheet before ``</head>``."""
+    link = f'<link rel="stylesheet" href="{"../" * rel.count("/")}{DOCS_CSS}">'.encode()
+    at = page.lower().rfind(b"</head>")
+    return page if at < 0 else page[:at] + link + page[at:]
 
 
 @dataclass
@@ -196,7 +229,7 @@ def validate_batch(storage: Storage, items: list[Item], listing: list, manifest:
     known.update({r["content_hash"]: r["label"] for r in state.pending_review.values()})
     table = add_uniqueness(loaded.rows, known) if loaded.rows else pd.DataFrame()
     docs_dir = os.path.join(cfg.docs_dir, run_id) if cfg.docs_dir else None
-    outcome = run_suite(table, run_id, docs_dir, extra_chars=cfg.extra_chars)
+    outcome = run_suite(table, run_id, docs_dir, extra_chars=cfg.extra_chars, max_failed_share=cfg.max_failed_share)
     rows = [plain(r) for r in table.to_dict("records")]
     return Batch(run_id, rows, outcome.reasons, loaded, outcome, docs_dir)
 

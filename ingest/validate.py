@@ -87,9 +87,15 @@ def _context(docs_dir: str | None):
 
 
 def run_suite(table: pd.DataFrame, run_id: str, docs_dir: str | None = None,
-              now: datetime | None = None, extra_chars: str = "") -> ValidationOutcome:
+              now: datetime | None = None, extra_chars: str = "", max_failed_share: float | None = None) -> ValidationOutcome:
     """Validate ``table`` (one row per new crop). Data Docs HTML goes to ``docs_dir`` when given;
-    ``extra_chars``: characters labels may use beyond the code charset."""
+    ``extra_chars``: characters labels may use beyond the code charset.
+
+    The run's status (``success``, and the Data Docs' "Status") is the batch's: with ``max_failed_share``
+    the batch succeeds when at most that share of rows fails any expectation (they are quarantined, the rest
+    accepted), as ingest decides; each expectation still shows its own failing rows. Without it, GX's own
+    (every row passes every expectation). ``results["meta"]["tagloop"]`` says which and the counts.
+    """
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
 
@@ -102,12 +108,28 @@ def run_suite(table: pd.DataFrame, run_id: str, docs_dir: str | None = None,
         e.meta = {**(e.meta or {}), "order": i}
         suite.add_expectation(e)
     vd = ctx.validation_definitions.add(gx.ValidationDefinition(name="corrections", data=batch, suite=suite))
-    actions: list = [gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=["tagloop"])] if docs_dir else []
-    cp = ctx.checkpoints.add(gx.Checkpoint(name="ingest", validation_definitions=[vd], actions=actions,
+    cp = ctx.checkpoints.add(gx.Checkpoint(name="ingest", validation_definitions=[vd], actions=[],
                                            result_format={"result_format": "COMPLETE"}))
     res = cp.run(batch_parameters={"dataframe": table}, run_id=RunIdentifier(run_name=run_id))
-    vres = next(iter(res.run_results.values()))
-    return ValidationOutcome(_row_reasons(table, vres.results), bool(res.success), vres.to_json_dict())
+    key, vres = next(iter(res.run_results.items()))
+    reasons = _row_reasons(table, vres.results)
+    n, n_bad = len(table), len(reasons)
+    if max_failed_share is not None:
+        ok = n_bad / n <= max_failed_share
+        verdict = (f"{'accepted' if ok else 'REJECTED'}: {n_bad} of {n} rows failed an expectation "
+                   f"({n_bad / n:.0%}, limit {max_failed_share:.0%}); "
+                   + ("they are quarantined, the other rows accepted" if ok else "nothing from this batch is committed"))
+    else:
+        ok, verdict = bool(res.success), f"{n_bad} of {n} rows failed an expectation"
+    vres.success = ok
+    meta = dict(vres.meta or {})
+    # batch markers are shown on the Data Docs validation page: the outcome in words, where people look
+    meta["batch_markers"] = {**(meta.get("batch_markers") or {}), "tagloop_outcome": verdict}
+    vres.meta = {**meta, "tagloop": verdict, "every_row_passed": bool(res.success)}
+    if docs_dir:
+        ctx.validation_results_store.set(key, vres)
+        ctx.build_data_docs(site_names=["tagloop"])
+    return ValidationOutcome(reasons, ok, vres.to_json_dict())
 
 
 def _row_reasons(table: pd.DataFrame, results: list) -> dict[int, list[str]]:

@@ -105,6 +105,20 @@ def test_cli_ingest_json_accounts_for_every_object(tmp_path, synth_crops, capsys
     assert out["quarantine_reasons"] == {"empty_image": 1}
     docs = list((tmp_path / "home" / "reports" / "validation").rglob("index.html"))
     assert docs and store.list(f"reports/validation/{out['run_id']}/data_docs/")
+    # the Data Docs in the bucket: the run's status is the batch's (1 of 4 quarantined, the batch accepted),
+    # every page links the offline stylesheet copied beside it, the index lists the pages
+    base = f"reports/validation/{out['run_id']}"
+    results = json.loads(store.read(f"{base}/results.json"))
+    assert results["success"] is True and results["meta"]["every_row_passed"] is False
+    assert results["meta"]["tagloop"].startswith("accepted: 1 of 4 rows failed an expectation (25%, limit 50%)")
+    pages = [o.name for o in store.list(f"{base}/data_docs/") if o.name.endswith(".html")]
+    (validation,) = [p for p in pages if "/validations/" in p]
+    page = store.read(validation).decode()
+    assert "Succeeded" in page and "accepted: 1 of 4 rows" in page
+    assert '<link rel="stylesheet" href="../../../../static/styles/tagloop-data-docs.css">' in page
+    assert store.read(f"{base}/data_docs/static/styles/tagloop-data-docs.css").startswith(b"/* tagloop")
+    index = store.read(f"{base}/data_docs/index.html").decode()
+    assert 'href="static/styles/tagloop-data-docs.css"' in index and validation.split("data_docs/")[1] in index
     assert main(args) == 0
     again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert again["n_new"] == 0 and again["dataset_version"] == out["dataset_version"]
@@ -148,3 +162,23 @@ def test_a_truncated_jpeg_is_corrupt_not_empty():
     assert decode_status(CropError("not a readable image: image file is truncated (10 bytes not processed)")) == "corrupt_image"
     assert decode_status(CropError("empty file (0 bytes)")) == "empty_image"
     assert decode_status(CropError("image too small (1x5)")) == "image_too_small"
+
+
+def test_validation_status_is_the_batch_outcome():
+    """GX says "failed" whenever one row fails; the run's status says whether the batch was accepted."""
+    import pandas as pd
+
+    from ingest.validate import run_suite
+
+    good = {"structure": "ok", "decode_status": "ok", "width": 120, "height": 30, "aspect": 4.0, "contrast": 40.0,
+            "label": "DD1391-100", "confidence": 0.9, "created_ts": 1.75e9, "n_labels_for_hash": 1, "seen_before": False}
+    rows = [{**good, "first_hash": f"h{i}"} for i in range(4)]
+    rows[0]["label"], rows[1]["decode_status"] = "dd$1391-100", "corrupt_image"
+    table = pd.DataFrame(rows)
+    now = pd.Timestamp("2026-11-29", tz="UTC").to_pydatetime()
+    accepted = run_suite(table, "r1", now=now, max_failed_share=0.5)
+    assert accepted.success and accepted.reasons == {0: ["label_charset"], 1: ["corrupt_image"]}
+    assert accepted.results["meta"]["tagloop"].startswith("accepted: 2 of 4 rows")
+    rejected = run_suite(table, "r2", now=now, max_failed_share=0.25)
+    assert not rejected.success and rejected.results["meta"]["tagloop"].startswith("REJECTED: 2 of 4 rows")
+    assert not run_suite(table, "r3", now=now).success                  # no limit: GX's own status
