@@ -239,3 +239,20 @@ def test_mlflow_logs_no_score_for_an_empty_set_and_tags_the_verdict(tagloop_home
     assert data.tags["gate.verdict"] == "no decision" and data.tags["gate.promoted"] == "false"
     assert data.tags["gate.reason"].startswith("no decision: keep the champion, n too small")
     assert "not judged set heldout: empty (n=0)" in data.tags["mlflow.note.content"]
+
+
+def test_the_growing_real_heldout_set_is_judged_on_evidence_not_on_its_size():
+    """The real held-out set grows night by night. A small one is judged like any set: a drop counts only
+    when the paired sign test says it is not chance, so 2 lost of 20 passes (p=0.25) and 10 lost of 20 refuses (p<0.001)."""
+    def night(n_heldout: int, n_lost: int) -> object:
+        sets = [_data("heldout", LABELS[:n_heldout]), _data("new_batch"), _data("regression")]
+        lost = set(range(n_lost))
+        champ = _scores({"heldout": set(range(n_heldout)), "new_batch": set(range(60)), "regression": ALL}, sets)
+        chall = _scores({"heldout": set(range(n_heldout)) - lost, "new_batch": set(range(90)), "regression": ALL}, sets)
+        return decide(champ, chall, GateConfig())
+
+    noise = night(20, 2)
+    assert noise.verdict == PROMOTED
+    assert "2 lost, 0 gained, sign test p=0.250" in next(c for c in noise.checks if c.name == "set heldout").detail
+    real = night(20, 10)
+    assert real.verdict == REFUSED and "set heldout failed" in real.reason and "sign test p<0.001" in real.reason
