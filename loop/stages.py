@@ -174,23 +174,42 @@ def metrics_of(scores: dict[str, dict[str, SetScore]], real: list[str]) -> dict[
 
 def report_stage(storage: Storage, run_id: str, split: DataSplit, sets: list[EvalData],
                  scores: dict[str, dict[str, SetScore]], decision: GateDecision, meta: dict,
-                 workspace_dir: str, embed_evidently: bool) -> tuple[str, dict[str, bytes]]:
-    """Drift (earlier vs new rows) + accuracy (both models on the gate's sets) -> bucket + workspace."""
+                 workspace_dir: str, embed_evidently: bool, alpha: float = 0.05) -> tuple[str, dict[str, bytes]]:
+    """Drift (earlier vs new rows) + accuracy (both models on the gate's sets, the gate's checks with their
+    ``1 - alpha`` intervals, earlier nights from the bucket) -> bucket (pages, index, snapshots) + workspace."""
     from monitoring.accuracy import EvalSet
+    from monitoring.history import read_history
     from monitoring.report import build_reports, publish_reports
     from monitoring.table import table_from_manifest
 
     evs = [EvalSet(s.name, s.labels, {r: scores[r][s.name].predictions for r in scores},
                    {r: scores[r][s.name].confidences for r in scores}, s.slices, sample_ids=s.ids,
-                   images=s.arrays() if len(s.images) <= 2000 else None)
+                   images=s.arrays() if len(s.images) <= 2000 else None, synthetic=s.name == REGRESSION)
            for s in sets if s.labels]
     reference, meta = drift_reference(split, sets, meta)
     reports = build_reports(run_id, reference=reference, current=table_from_manifest(split.new),
-                            sets=evs, gate={"promoted": decision.promote, "verdict": decision.verdict,
-                                            "reason": decision.reason, "overall": decision.to_dict()["overall"]},
-                            meta=meta, embed_evidently=embed_evidently)
+                            sets=evs, gate=gate_evidence(decision, alpha), meta=meta, embed_evidently=embed_evidently,
+                            history=read_history(storage, exclude=run_id))
     publish_reports(reports, storage, workspace_dir)
     return storage.uri(f"reports/{run_id}/"), reports.files
+
+
+def gate_evidence(decision: GateDecision, alpha: float = 0.05) -> dict:
+    """The gate's decision as the report shows it: verdict, reason, the overall test and every check, each
+    check with numbers given its ``1 - alpha`` interval of the difference (``loop.paired.effect_ci``)."""
+    from loop.paired import Paired, effect_ci
+
+    d = decision.to_dict()
+    checks = []
+    for c in d["checks"]:
+        s = c["stats"]
+        if s.get("n") and s.get("ci") is None and s.get("gained") is not None:
+            pair = Paired(s["n"], round(s["champion_exact_match"] * s["n"]), round(s["challenger_exact_match"] * s["n"]),
+                          s["gained"], s["lost"])
+            s = {**s, "ci": list(effect_ci(pair, alpha) or ())}
+        checks.append({**c, "stats": s})
+    return {"promoted": decision.promote, "verdict": decision.verdict, "reason": decision.reason,
+            "forced_by": decision.forced_by, "overall": d["overall"], "checks": checks, "alpha": alpha}
 
 
 def drift_reference(split: DataSplit, sets: list[EvalData], meta: dict) -> tuple[pd.DataFrame, dict]:
