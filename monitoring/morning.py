@@ -47,11 +47,12 @@ def headline(gate: dict[str, Any] | None, models: dict[str, Any]) -> dict[str, A
     sentence = ""
     if ov.get("n"):
         ci = ov.get("ci") or [None, None]
-        sentence = (f"Challenger v{models.get('challenger', '?')} read {ov['challenger_exact_match']:.3f} and champion "
-                    f"v{models.get('champion', '?')} {ov['champion_exact_match']:.3f} of the same {ov['n']} real held-out "
-                    f"crops: {ov['diff']:+.3f}"
+        num = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+        sentence = (f"Challenger v{models.get('challenger', '?')} read {num(ov.get('challenger_exact_match'))} and "
+                    f"champion v{models.get('champion', '?')} {num(ov.get('champion_exact_match'))} of the same "
+                    f"{ov['n']} real held-out crops: {ov.get('diff', 0):+.3f}"
                     + (f" (95% CI {ci[0]:+.3f}..{ci[1]:+.3f})" if ci[0] is not None else "")
-                    + f"; {ov['gained']} crops gained, {ov['lost']} lost.")
+                    + f"; {ov.get('gained', '-')} crops gained, {ov.get('lost', '-')} lost.")
     forced = f" (forced by {gate['forced_by']})" if gate.get("forced_by") else ""
     return {"verdict": verdict, "text": VERDICT_TEXT.get(verdict, verdict) + forced,
             "cls": VERDICT_CLASS.get(verdict, "warn"), "sentence": sentence}
@@ -109,7 +110,7 @@ def trend(points: list[dict[str, Any]], roles: list[str]) -> dict[str, Any] | No
     if not points:
         return None
     series = history.em_series(points)
-    lines = [plots.Series(f"{role} · {s}", vals, dashed=role != "champion")
+    lines = [plots.Series(f"{role} · {s}", vals, dashed=role != "champion", key=s)
              for role in roles for (s, r), vals in series.items() if r == role and any(v is not None for v in vals)]
     if not lines:
         return None
@@ -123,7 +124,7 @@ def rate_trend(points: list[dict[str, Any]]) -> dict[str, Any] | None:
         return None
     lines = [plots.Series("correction rate", [p.get("correction_rate") for p in with_rate]),
              plots.Series("share of drifted features", [p.get("drift_share") for p in with_rate], dashed=True)]
-    return plots.line_chart([history.night_label(p) for p in with_rate], lines, height=200, y_title="share")
+    return plots.line_chart([history.night_label(p) for p in with_rate], lines, y_title="share", from_zero=True)
 
 
 def links(meta: dict[str, Any], has_drift: bool) -> list[dict[str, str]]:

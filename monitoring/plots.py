@@ -80,16 +80,20 @@ class Series:
     name: str
     values: list[float | None]          # one per x position; None = no value that night
     dashed: bool = False
+    key: str | None = None              # series with the same key share a colour (default: the name)
 
 
 def line_chart(x_labels: list[str], series: list[Series], width: int = 600, height: int = 230,
-               y_title: str = "", lo: float = 0.0, hi: float = 1.0) -> dict[str, Any]:
+               y_title: str = "", lo: float = 0.0, hi: float = 1.0, from_zero: bool = False) -> dict[str, Any]:
     """Lines over nights (``x_labels``); a lone value (one night, or a gap on each side) is a labelled dot.
 
     Every point carries its value as text (a tooltip and, for the last night, a label at the point).
+    ``from_zero``: the y axis starts at ``lo`` whatever the values.
     """
     box = Box(width, height, bottom=46)
     y_lo, y_hi = value_range([v for s in series for v in s.values if v is not None], lo, hi)
+    y_lo = lo if from_zero else y_lo
+    keys = list(dict.fromkeys(s.key or s.name for s in series))
     n = max(len(x_labels), 1)
     xs = [box.x0 + (box.x1 - box.x0) * ((i + 0.5) / n) for i in range(n)]
     y = lambda v: box.y1 - (box.y1 - box.y0) * ((v - y_lo) / ((y_hi - y_lo) or 1))  # noqa: E731
@@ -98,7 +102,7 @@ def line_chart(x_labels: list[str], series: list[Series], width: int = 600, heig
     every = max(1, math.ceil(n / 10))            # at most ~10 x labels
     xticks = [{"x": xs[i], "label": x_labels[i]} for i in range(n) if i % every == 0 or i == n - 1]
     lines = []
-    for k, s in enumerate(series):
+    for s in series:
         pts = [{"x": xs[i], "y": y(v), "value": f"{v:.3f}", "night": x_labels[i]}
                for i, v in enumerate(s.values) if v is not None]
         segs, cur = [], []
@@ -109,7 +113,8 @@ def line_chart(x_labels: list[str], series: list[Series], width: int = 600, heig
                 cur.append(f"{xs[i]:.1f},{y(v):.1f}")
         segs = segs + [cur] if len(cur) > 1 else segs
         last = pts[-1] if pts else None
-        lines.append({"name": s.name, "color": PALETTE[k % len(PALETTE)], "dashed": s.dashed,
+        color = PALETTE[keys.index(s.key or s.name) % len(PALETTE)]
+        lines.append({"name": s.name, "color": color, "dashed": s.dashed,
                       "paths": ["M" + " L".join(seg) for seg in segs], "points": pts, "last": last})
     _spread_labels([ln["last"] for ln in lines if ln["last"]])
     return {"width": width, "height": height, "box": box, "grid": grid, "xticks": xticks, "lines": lines,
