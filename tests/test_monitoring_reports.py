@@ -18,6 +18,7 @@ import pytest
 from monitoring.accuracy import EvalSet
 from monitoring.html import fmt
 from monitoring.publish import sync_workspace, trend_panels
+from monitoring.workspace import main as workspace_main
 from monitoring.report import build_reports, publish_reports
 from monitoring.table import FEATURES, table_from_crops
 from recognizer.metrics import exact_match, norm_edit_distance
@@ -181,6 +182,7 @@ def test_publish_to_bucket_and_workspace_trend(bucket, tmp_path, night1, reports
     other = str(tmp_path / "elsewhere")
     assert set(sync_workspace(other, storage=bucket)) == {f"night-{n}-{k}" for n in (1, 2) for k in ("drift", "accuracy")}
     assert sync_workspace(other, storage=bucket) == {}
+    assert workspace_main(["--bucket", bucket.url, "--workspace", other]) == 0     # the reader's command: nothing new
     assert len(Workspace(other).list_runs(Workspace(other).search_project("tagloop")[0].id)) == 4
 
 
