@@ -212,20 +212,38 @@ def gate_evidence(decision: GateDecision, alpha: float = 0.05) -> dict:
             "forced_by": decision.forced_by, "overall": d["overall"], "checks": checks, "alpha": alpha}
 
 
-def drift_reference(split: DataSplit, sets: list[EvalData], meta: dict) -> tuple[pd.DataFrame, dict]:
-    """What tonight's corrections are compared with: the earlier dataset rows; on the first night (none yet)
-    the synthetic regression suite, rendered like the crops the champion was trained on, so the first
-    night has a drift report too. ``meta["drift_reference"]`` says which."""
+def drift_reference(split: DataSplit, sets: list[EvalData], meta: dict, min_rows: int = 200) -> tuple[pd.DataFrame, dict]:
+    """What tonight's corrections are compared with: the previous window, i.e. the champion's dataset rows of the
+    latest ingest runs (as many runs, newest first, as make ``min_rows``; all earlier rows when they carry no
+    ingest run); on the first night (no earlier rows) the synthetic regression suite, rendered like the crops
+    the champion was trained on. ``meta["drift_reference"]`` says which."""
     from monitoring.table import table_from_crops, table_from_manifest
 
     if not split.earlier.empty:
-        return table_from_manifest(split.earlier), {**meta, "drift_reference": f"earlier corrections ({len(split.earlier)})"}
+        rows, what = previous_window(split.earlier, min_rows)
+        return table_from_manifest(rows), {**meta, "drift_reference": what}
     suite = next((s for s in sets if s.name == REGRESSION and s.labels), None)
     if suite is None:
         return table_from_manifest(split.earlier), meta
     table = table_from_crops(suite.arrays(), suite.labels, sample_ids=suite.ids)
     return table, {**meta, "drift_reference": f"first night: the synthetic regression suite ({len(table)} renders, "
                                               "the champion's training distribution)"}
+
+
+def previous_window(earlier: pd.DataFrame, min_rows: int = 200) -> tuple[pd.DataFrame, str]:
+    """The rows of the latest ingest runs of ``earlier`` (newest first until ``min_rows``) and a line saying so."""
+    runs = earlier["ingest_run"].dropna().astype(str) if "ingest_run" in earlier else pd.Series(dtype=str)
+    if runs.empty:
+        return earlier, f"earlier corrections ({len(earlier)})"
+    counts = runs.value_counts()
+    chosen: list[str] = []
+    for run in sorted(counts.index, reverse=True):       # run ids start with their UTC time stamp
+        chosen.append(run)
+        if counts[chosen].sum() >= min_rows:
+            break
+    rows = earlier[earlier["ingest_run"].astype(str).isin(chosen)].reset_index(drop=True)
+    span = chosen[0] if len(chosen) == 1 else f"{chosen[-1]} .. {chosen[0]}"
+    return rows, f"previous window: {len(rows)} corrections of ingest run{'s' if len(chosen) > 1 else ''} {span}"
 
 
 def work_dir(home: str, split: DataSplit, champion: Champion, cfg: CycleConfig) -> str:

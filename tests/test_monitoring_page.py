@@ -159,3 +159,21 @@ def test_morning_page_reads_verdict_first_with_links(tmp_path):
     assert re.search(r'data-outcome="lost"', page) and re.search(r'data-outcome="gained"', page)
     assert 'data-plot="change"' in page and 'data-plot="confusions-champion"' in page
     assert "<script" not in page and "http://" not in page.replace("http://mlflow:5000/#/x", "")
+
+
+def test_later_nights_compare_with_the_previous_window():
+    """The drift reference after the first night: the newest ingest runs of the champion's rows, enough of them
+    for a fair comparison, never the synthetic suite."""
+    import pandas as pd
+
+    from loop.stages import DataSplit, drift_reference, previous_window
+
+    runs = ["20261127T030000Z-a"] * 150 + ["20261128T030000Z-b"] * 120 + ["20261129T030000Z-c"] * 100
+    earlier = pd.DataFrame({"sample_id": [f"s{i}" for i in range(len(runs))], "label": ["AB1234"] * len(runs),
+                            "ingest_run": runs, "width": 90.0, "height": 30.0})
+    rows, what = previous_window(earlier, min_rows=200)
+    assert set(rows["ingest_run"]) == {"20261128T030000Z-b", "20261129T030000Z-c"} and len(rows) == 220
+    assert what.startswith("previous window: 220 corrections")
+    assert len(previous_window(earlier, min_rows=50)[0]) == 100
+    table, meta = drift_reference(DataSplit("v2", earlier.iloc[:0], earlier), [], {"run_id": "r"}, min_rows=200)
+    assert len(table) == 220 and meta["drift_reference"] == what
