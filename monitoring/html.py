@@ -127,7 +127,7 @@ def accuracy_html(summary: dict[str, Any], sets: list[EvalSet], meta: dict[str, 
     meta = meta or {}
     roles, gate, models = summary["roles"], summary["gate"], meta.get("models") or summary.get("models") or {}
     points = history or []
-    changes = morning.change_rows(gate)
+    changes = morning.change_rows(gate, summary.get("synthetic_sets") or [])
     heat = plots.heatmap({r: dict(summary["overall"][r].get("substitutions") or {}) for r in roles})
     alerts = meta.get("alerts") or []
     return render("accuracy.html.j2", title=f"tagloop {meta.get('run_id', '')}: better or worse?", meta=meta,

@@ -78,28 +78,38 @@ def _scope(name: str) -> tuple[str, str]:
 
 
 def evidence(gate: dict[str, Any] | None) -> dict[str, Any]:
-    """The gate's checks: failed first, then judged, then those reported but not judged; with counts."""
-    checks = list((gate or {}).get("checks") or [])
-    order = {False: 0, True: 1, None: 2}
-    rows = sorted(checks, key=lambda c: (order[c.get("passed")], c["name"] != "overall"))
-    judged = [c for c in checks if c.get("passed") is not None]
-    return {"rows": [{**c, "status": _status(c), "mark": {True: "holds", False: "FAILED", None: "not judged"}[c.get("passed")]}
-                     for c in rows],
+    """The gate's checks in three groups: failed, set-level (each set, the regression suite) and slices
+    (judged), plus those reported but not judged; with the counts the gate's reason uses."""
+    checks = [{**c, "status": _status(c), "mark": {True: "holds", False: "FAILED", None: "not judged"}[c.get("passed")]}
+              for c in (gate or {}).get("checks") or []]
+    judged = [c for c in checks if c.get("passed") is not None and c["name"] != "overall"]
+    return {"failed": [c for c in checks if c.get("passed") is False],
+            "sets": [c for c in checks if c.get("passed") is True and not c["name"].startswith("slice ")],
+            "slices": [c for c in checks if c.get("passed") is True and c["name"].startswith("slice ")],
+            "unjudged": [c for c in checks if c.get("passed") is None],
             "n": len(checks), "n_failed": sum(c.get("passed") is False for c in checks),
-            "n_held": sum(c.get("passed") is True for c in checks), "n_judged": len(judged)}
+            "n_held": sum(c.get("passed") is True for c in judged), "n_judged": len(judged),
+            "overall": next((c for c in checks if c["name"] == "overall"), None)}
 
 
-def change_rows(gate: dict[str, Any] | None, min_n: int = 1) -> list[plots.Change]:
-    """One bar per check with numbers (overall, each set, each slice, the regression suite), in reading order."""
+def change_rows(gate: dict[str, Any] | None, synthetic: list[str] | tuple[str, ...] = (),
+                min_slice_n: int = 10) -> list[plots.Change]:
+    """One bar per check with numbers, in reading order: overall, each set, the regression suite, then the
+    slices of the real sets (at least ``min_slice_n`` crops); a slice of a synthetic set only when it moved
+    (interval clear of 0, or a failed check), since the suite's slices are meant not to move."""
     rows = []
     for c in (gate or {}).get("checks") or []:
         s = c.get("stats") or {}
-        if not s.get("n") or s["n"] < min_n:
+        if not s.get("n"):
             continue
         kind, what = _scope(c["name"])
+        status = _status(c)
+        if kind == "slice" and (s["n"] < min_slice_n and status != "failed"
+                                or what.split("/", 1)[0] in synthetic and status not in ("better", "worse", "failed")):
+            continue
         label = {"overall": "overall (real held-out)", "regression": "regression suite (synthetic)"}.get(kind, what)
         ci = tuple(s["ci"]) if s.get("ci") else None
-        rows.append(plots.Change(label, s.get("diff"), ci, s["n"], _status(c),
+        rows.append(plots.Change(label, s.get("diff"), ci, s["n"], status,
                                  f"{s.get('gained', 0)} gained, {s.get('lost', 0)} lost"))
     rank = lambda r: (not r.label.startswith("overall"), "/" in r.label, r.label)  # noqa: E731
     return sorted(rows, key=rank)

@@ -96,7 +96,14 @@ def test_refused_page_puts_the_failed_check_first_and_says_what_to_do():
     gate = gate_evidence(decide(a, b))
     ev = morning.evidence(gate)
     assert gate["verdict"] == "refused" and ev["n_failed"] >= 1
-    assert ev["rows"][0]["passed"] is False and ev["rows"][0]["status"] == "failed"
+    assert ev["failed"] and all(c["status"] == "failed" for c in ev["failed"])
+    assert ev["n_judged"] == len(ev["failed"]) + len(ev["sets"]) + len(ev["slices"]) - (ev["overall"]["passed"] is not None)
+    es = EvalSet("new_batch", a["new_batch"].labels, {"champion": a["new_batch"].predictions,
+                                                     "challenger": b["new_batch"].predictions})
+    page = accuracy_html(accuracy_summary([es], gate), [es], {"models": {"champion": "4", "challenger": "5"}})
+    assert 'data-verdict="refused">REFUSED<' in page
+    assert page.index('data-table="gate-failed"') < page.index('data-table="gate-sets"')
+    assert 'data-check="set new_batch"' in page[page.index('data-table="gate-failed"'):page.index('data-table="gate-sets"')]
     lines = morning.runbook("refused", {"champion": "4", "challenger": "5"}, [], gate["overall"])
     assert "v4 stays" in lines[0] and "tagloop promote 5" in lines[0]
     assert "rollback" in morning.runbook("promoted", {"challenger": "5"}, [], {})[0]
