@@ -184,3 +184,25 @@ def test_later_nights_compare_with_the_previous_window():
     assert len(previous_window(earlier, min_rows=50)[0]) == 100
     table, meta = drift_reference(DataSplit("v2", earlier.iloc[:0], earlier), [], {"run_id": "r"}, min_rows=200)
     assert len(table) == 220 and meta["drift_reference"] == what
+
+
+def test_drift_page_counts_agree_and_scores_are_grouped_by_kind():
+    """The monitor featurized 302 of 305 corrections: the page says so in one place, with the reasons; a p-value
+    and a distance never share a column."""
+    from monitoring.html import drift_html
+
+    f = lambda score, method, thr, drifted: {"score": score, "method": method, "threshold": thr, "drifted": drifted}  # noqa: E731
+    drift = {"dataset_drift": False, "drift_share": 1 / 3, "drifted_features": ["format_family"],
+             "features": {"brightness": f(0.4, "K-S p_value", 0.05, False), "blur": f(0.2, "K-S p_value", 0.05, False),
+                          "format_family": f(0.31, "sized_jensenshannon", 0.12, True)},
+             "n_reference": 1000, "n_current": 302, "skipped_features": ["confidence"], "correction_rate": 0.12,
+             "reference_correction_rate": 0.1, "correction_rate_change": 0.02, "n_rate_current": 302,
+             "n_rate_reference": 1000, "config": {"drift_share": 0.5}}
+    page = drift_html(drift, None, {"run_id": "monitor-x", "kind": "monitor", "n_current": 305,
+                                    "current_skipped": {"corrupt_image": 2, "missing_sidecar": 1}})
+    assert 'data-metric="n_current">302<' in page and "302 of 305 new corrections; 3 not featurized" in page
+    assert "corrupt_image: 2, missing_sidecar: 1" in page
+    sections = re.findall(r'data-group="([^"]+)">(.*?)</section>', page, re.S)
+    assert [(k, re.findall(r'drift_score/(\w+)', body)) for k, body in sections] == [
+        ("p-value", ["brightness", "blur"]), ("distance", ["format_family"])]
+    assert 'href="accuracy.html"' not in page          # a monitor run has no accuracy page
