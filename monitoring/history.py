@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from bucket.storage import Storage, StorageError
+from monitoring.publish import CONTENT_TYPES, content_type
 
 REPORTS = "reports/"
 LATEST = "latest"
@@ -75,8 +76,6 @@ def em_series(points: list[dict[str, Any]]) -> dict[tuple[str, str], list[float 
 def publish_index(storage: Storage, history: list[dict[str, Any]], index_html: bytes,
                   latest: dict[str, bytes]) -> dict[str, str]:
     """Write ``reports/index.json``, ``reports/index.html`` and ``reports/latest/<file>``; returns name -> URI."""
-    from monitoring.publish import CONTENT_TYPES, content_type
-
     out = {}
     storage.write(REPORTS + "index.json", json.dumps({"runs": history}, indent=1, default=str).encode(),
                   CONTENT_TYPES[".json"])

@@ -143,10 +143,3 @@ def sync_workspace(workspace_dir: str, snapshots: dict[str, Snapshot] | None = N
                 added[name] = str(ws.add_run(proj.id, snap, name=name).id)
                 have.add(name)
     return added
-
-
-def add_snapshots(workspace_dir: str, snapshots: dict[str, Snapshot], run_id: str,
-                  project: str = PROJECT) -> dict[str, str]:
-    """Add each snapshot (kind -> snapshot) as a run named ``<run-id>-<kind>``; returns kind -> run id."""
-    added = sync_workspace(workspace_dir, snapshots, run_id, None, project)
-    return {name[len(run_id) + 1:]: rid for name, rid in added.items()}
