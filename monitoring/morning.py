@@ -146,8 +146,9 @@ def links(meta: dict[str, Any], has_drift: bool) -> list[dict[str, str]]:
     if meta.get("mlflow_run_url"):
         out.append({"text": "MLflow run", "href": meta["mlflow_run_url"], "note": meta.get("mlflow_run_id", "")})
     elif meta.get("mlflow_run_id"):
-        out.append({"text": "MLflow run", "href": "", "note": f"run {meta['mlflow_run_id']} in "
-                                                               f"{meta.get('mlflow_tracking_uri', 'the MLflow store')}"})
+        uri = meta.get("mlflow_tracking_uri") or "the MLflow store"
+        out.append({"text": "MLflow run", "href": "", "note": f"run {meta['mlflow_run_id']}: mlflow ui "
+                                                               f"--backend-store-uri {uri}"})
     if meta.get("ingest_run_id"):
         n_q = meta.get("n_quarantined")
         out.append({"text": "quarantine", "href": f"../../quarantine/{meta['ingest_run_id']}/",

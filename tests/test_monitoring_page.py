@@ -206,3 +206,20 @@ def test_drift_page_counts_agree_and_scores_are_grouped_by_kind():
     assert [(k, re.findall(r'drift_score/(\w+)', body)) for k, body in sections] == [
         ("p-value", ["brightness", "blur"]), ("distance", ["format_family"])]
     assert 'href="accuracy.html"' not in page          # a monitor run has no accuracy page
+
+
+def test_mlflow_link_is_a_page_on_a_server_and_an_id_otherwise(monkeypatch):
+    from types import SimpleNamespace
+
+    import mlflow
+
+    from loop.tracking import run_links
+
+    run = SimpleNamespace(info=SimpleNamespace(run_id="r123", experiment_id="4"))
+    monkeypatch.setattr(mlflow, "get_tracking_uri", lambda: "https://mlflow.example/")
+    assert run_links(run)["mlflow_run_url"] == "https://mlflow.example/#/experiments/4/runs/r123"
+    monkeypatch.setattr(mlflow, "get_tracking_uri", lambda: "sqlite:///home/mlflow.db")
+    local = run_links(run)
+    assert "mlflow_run_url" not in local and local["mlflow_run_id"] == "r123"
+    (link,) = [x for x in morning.links(local, False) if x["text"] == "MLflow run"]
+    assert link["href"] == "" and "r123" in link["note"] and "sqlite:///home/mlflow.db" in link["note"]
