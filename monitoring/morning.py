@@ -78,13 +78,15 @@ def _scope(name: str) -> tuple[str, str]:
 
 
 def evidence(gate: dict[str, Any] | None) -> dict[str, Any]:
-    """The gate's checks in three groups: failed, set-level (each set, the regression suite) and slices
-    (judged), plus those reported but not judged; with the counts the gate's reason uses."""
+    """The gate's checks in groups: failed, set-level that hold (each set, the regression suite; the overall
+    test has its own table), slices that hold, those reported but not judged; with the counts the gate's
+    reason uses."""
     checks = [{**c, "status": _status(c), "mark": {True: "holds", False: "FAILED", None: "not judged"}[c.get("passed")]}
               for c in (gate or {}).get("checks") or []]
     judged = [c for c in checks if c.get("passed") is not None and c["name"] != "overall"]
     return {"failed": [c for c in checks if c.get("passed") is False],
-            "sets": [c for c in checks if c.get("passed") is True and not c["name"].startswith("slice ")],
+            "sets": [c for c in checks if c.get("passed") is True and not c["name"].startswith("slice ")
+                     and c["name"] != "overall"],
             "slices": [c for c in checks if c.get("passed") is True and c["name"].startswith("slice ")],
             "unjudged": [c for c in checks if c.get("passed") is None],
             "n": len(checks), "n_failed": sum(c.get("passed") is False for c in checks),
