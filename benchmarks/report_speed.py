@@ -3,7 +3,7 @@
     python -m benchmarks.report_speed [--n 10000] [--pool 400] [--no-save]
 
 A pool of ``--pool`` rendered crops is repeated up to N (rendering is not what is
-measured). Reports = drift (reference N vs current N, Evidently HTML embedded) +
+measured). Reports = drift (reference N vs current N, the drift page + Evidently's own HTML beside it) +
 accuracy (champion vs challenger on N crops, worst-example thumbnails) + JSON.
 Targets (issue 5): feature extraction >= 1000 crops/s; a 10k-crop report <= 30 s on 2 cores.
 """

@@ -172,7 +172,8 @@ def print_summary(s, seeds: list[Any], home: str, n_objects: int, wall_s: float)
     reports = os.path.join(home, "bucket", *s.report_uri.split("/", 3)[3].split("/")) if s.report_uri else None
     print("\nwhere to look:")
     if reports:
-        print(f"  reports        {reports}accuracy.html, drift.html  (bucket copy; was {s.report_uri})")
+        print(f"  morning page   {reports}accuracy.html  (verdict, evidence, trend; drift.html beside it)")
+        print(f"  all nights     {os.path.join(home, 'bucket', 'reports', 'index.html')}  (bucket copy; was {s.report_uri})")
     print(f"  quarantine     {os.path.join(home, 'bucket', 'quarantine')}  (one folder per item, reasons.json)")
     print(f"  MLflow         mlflow ui --backend-store-uri sqlite:///{home}/mlflow/mlflow.db  (run {s.mlflow_run_id})")
     print(f"  Evidently      evidently ui --workspace {home}/evidently")

@@ -26,7 +26,7 @@ class CycleConfig:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     since: str | None = None           # only corrections created on/after this date count as new
     forced_by: str | None = None       # a person overriding the gate (--force)
-    embed_evidently: bool = True       # full Evidently report inside drift.html (~5 MB)
+    embed_evidently: bool = True       # Evidently's own report as evidently.html beside drift.html (~5 MB), linked
 
 
 # flat option name -> the CycleConfig fields it sets (the first one gives its default)

@@ -123,9 +123,11 @@ def run_cycle(storage: Storage, home: str, base_dir: str, cfg: CycleConfig | Non
         version = stage("register")(registry, ft.model_dir, decision, split.dataset_version, run.info.run_id)
         _keep_recent_work_dirs(home, ft.model_dir, log)
         clock.lap("register")
-        meta = {"dataset_version": split.dataset_version, "models": {"champion": champion.version, "challenger": version}}
+        meta = {"dataset_version": split.dataset_version, "models": {"champion": champion.version, "challenger": version},
+                **tracking.run_links(run), "ingest_run_id": ing.run_id, "n_quarantined": ing.n_quarantined,
+                "n_review": ing.n_review, "quarantine_reasons": ing.quarantine_reasons}
         uri, files = stage("report")(storage, f"retrain-{ing.run_id}", split, sets, scores, decision, meta,
-                                     os.path.join(home, "evidently"), cfg.embed_evidently)
+                                     os.path.join(home, "evidently"), cfg.embed_evidently, cfg.gate.alpha)
         tracking.log_reports(files)
         clock.lap("reports")
         tracking.log_timings(clock.times)

@@ -180,39 +180,76 @@ def metrics_of(scores: dict[str, dict[str, SetScore]], real: list[str]) -> dict[
 
 def report_stage(storage: Storage, run_id: str, split: DataSplit, sets: list[EvalData],
                  scores: dict[str, dict[str, SetScore]], decision: GateDecision, meta: dict,
-                 workspace_dir: str, embed_evidently: bool) -> tuple[str, dict[str, bytes]]:
-    """Drift (earlier vs new rows) + accuracy (both models on the gate's sets) -> bucket + workspace."""
+                 workspace_dir: str, embed_evidently: bool, alpha: float = 0.05) -> tuple[str, dict[str, bytes]]:
+    """Drift (earlier vs new rows) + accuracy (both models on the gate's sets, the gate's checks with their
+    ``1 - alpha`` intervals, earlier nights from the bucket) -> bucket (pages, index, snapshots) + workspace."""
     from monitoring.accuracy import EvalSet
+    from monitoring.history import read_history
     from monitoring.report import build_reports, publish_reports
     from monitoring.table import table_from_manifest
 
     evs = [EvalSet(s.name, s.labels, {r: scores[r][s.name].predictions for r in scores},
                    {r: scores[r][s.name].confidences for r in scores}, s.slices, sample_ids=s.ids,
-                   images=s.arrays() if len(s.images) <= 2000 else None)
+                   images=s.arrays() if len(s.images) <= 2000 else None, synthetic=s.name == REGRESSION)
            for s in sets if s.labels]
     reference, meta = drift_reference(split, sets, meta)
     reports = build_reports(run_id, reference=reference, current=table_from_manifest(split.new),
-                            sets=evs, gate={"promoted": decision.promote, "verdict": decision.verdict,
-                                            "reason": decision.reason, "overall": decision.to_dict()["overall"]},
-                            meta=meta, embed_evidently=embed_evidently)
+                            sets=evs, gate=gate_evidence(decision, alpha), meta=meta, embed_evidently=embed_evidently,
+                            history=read_history(storage, exclude=run_id))
     publish_reports(reports, storage, workspace_dir)
     return storage.uri(f"reports/{run_id}/"), reports.files
 
 
-def drift_reference(split: DataSplit, sets: list[EvalData], meta: dict) -> tuple[pd.DataFrame, dict]:
-    """What tonight's corrections are compared with: the earlier dataset rows; on the first night (none yet)
-    the synthetic regression suite, rendered like the crops the champion was trained on, so the first
-    night has a drift report too. ``meta["drift_reference"]`` says which."""
+def gate_evidence(decision: GateDecision, alpha: float = 0.05) -> dict:
+    """The gate's decision as the report shows it: verdict, reason, the overall test and every check, each
+    check with numbers given its ``1 - alpha`` interval of the difference (``loop.paired.effect_ci``)."""
+    from loop.paired import Paired, effect_ci
+
+    d = decision.to_dict()
+    checks = []
+    for c in d["checks"]:
+        s = c["stats"]
+        if s.get("n") and s.get("ci") is None and s.get("gained") is not None:
+            pair = Paired(s["n"], round(s["champion_exact_match"] * s["n"]), round(s["challenger_exact_match"] * s["n"]),
+                          s["gained"], s["lost"])
+            s = {**s, "ci": list(effect_ci(pair, alpha) or ())}
+        checks.append({**c, "stats": s})
+    return {"promoted": decision.promote, "verdict": decision.verdict, "reason": decision.reason,
+            "forced_by": decision.forced_by, "overall": d["overall"], "checks": checks, "alpha": alpha}
+
+
+def drift_reference(split: DataSplit, sets: list[EvalData], meta: dict, min_rows: int = 200) -> tuple[pd.DataFrame, dict]:
+    """What tonight's corrections are compared with: the previous window, i.e. the champion's dataset rows of the
+    latest ingest runs (as many runs, newest first, as make ``min_rows``; all earlier rows when they carry no
+    ingest run); on the first night (no earlier rows) the synthetic regression suite, rendered like the crops
+    the champion was trained on. ``meta["drift_reference"]`` says which."""
     from monitoring.table import table_from_crops, table_from_manifest
 
     if not split.earlier.empty:
-        return table_from_manifest(split.earlier), {**meta, "drift_reference": f"earlier corrections ({len(split.earlier)})"}
+        rows, what = previous_window(split.earlier, min_rows)
+        return table_from_manifest(rows), {**meta, "drift_reference": what}
     suite = next((s for s in sets if s.name == REGRESSION and s.labels), None)
     if suite is None:
         return table_from_manifest(split.earlier), meta
     table = table_from_crops(suite.arrays(), suite.labels, sample_ids=suite.ids)
     return table, {**meta, "drift_reference": f"first night: the synthetic regression suite ({len(table)} renders, "
                                               "the champion's training distribution)"}
+
+
+def previous_window(earlier: pd.DataFrame, min_rows: int = 200) -> tuple[pd.DataFrame, str]:
+    """The rows of the latest ingest runs of ``earlier`` (newest first until ``min_rows``) and a line saying so."""
+    runs = earlier["ingest_run"].dropna().astype(str) if "ingest_run" in earlier else pd.Series(dtype=str)
+    if runs.empty:
+        return earlier, f"earlier corrections ({len(earlier)})"
+    counts = runs.value_counts()
+    chosen: list[str] = []
+    for run in sorted(counts.index, reverse=True):       # run ids start with their UTC time stamp
+        chosen.append(run)
+        if counts[chosen].sum() >= min_rows:
+            break
+    rows = earlier[earlier["ingest_run"].astype(str).isin(chosen)].reset_index(drop=True)
+    span = chosen[0] if len(chosen) == 1 else f"{chosen[-1]} .. {chosen[0]}"
+    return rows, f"previous window: {len(rows)} corrections of ingest run{'s' if len(chosen) > 1 else ''} {span}"
 
 
 def work_dir(home: str, split: DataSplit, champion: Champion, cfg: CycleConfig) -> str:

@@ -37,6 +37,15 @@ def cycle_run(run_name: str, split: DataSplit, champion: Champion) -> Iterator[A
         yield run
 
 
+def run_links(run: Any) -> dict[str, str]:
+    """Where the report finds this MLflow run: its id, the tracking URI and, on an MLflow server, the run's page."""
+    uri = mlflow.get_tracking_uri()
+    out = {"mlflow_run_id": run.info.run_id, "mlflow_tracking_uri": uri}
+    if uri.startswith(("http://", "https://")):
+        out["mlflow_run_url"] = f"{uri.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    return out
+
+
 def _flat(prefix: str, d: dict) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in d.items():

@@ -52,9 +52,11 @@ class ConfusionCounter:
     def __init__(self) -> None:
         self.pairs: Counter[str] = Counter({name: 0 for name in PAIR_NAMES})
         self.other = 0
+        self.every: Counter[str] = Counter()     # every substituted pair, confusable or not
 
     def update(self, pred: str, label: str) -> None:
         for pair, k in substitutions(label, pred).items():
+            self.every[pair] += k
             if pair in self.pairs:
                 self.pairs[pair] += k
             else:
@@ -62,3 +64,7 @@ class ConfusionCounter:
 
     def summary(self) -> dict[str, int]:
         return {**{name: self.pairs[name] for name in PAIR_NAMES}, "other_substitutions": self.other}
+
+    def top(self, k: int = 30) -> dict[str, int]:
+        """The ``k`` most frequent substituted pairs (``"a>b"`` -> count), most frequent first."""
+        return dict(self.every.most_common(k))

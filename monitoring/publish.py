@@ -1,7 +1,11 @@
-"""Publishing: report files under ``reports/<run-id>/`` in the bucket, snapshots in a local
-Evidently workspace (``$TAGLOOP_HOME/evidently``) whose dashboard shows the trend across nights.
+"""Publishing: report files under ``reports/<run-id>/`` in the bucket, the run's Evidently snapshots
+beside them (``reports/<run-id>/snapshots/<kind>.json``), and an Evidently workspace built from them.
 
-Open it with ``evidently ui --workspace $TAGLOOP_HOME/evidently`` (see monitoring/README.md).
+The bucket is where every worker and reader reaches the snapshots; a workspace directory
+(``$TAGLOOP_HOME/evidently`` on a worker, anywhere on a reader's laptop) is a cache of them:
+``sync_workspace`` adds every bucket snapshot it does not hold yet, so each worker's workspace
+shows every night, whichever worker ran it. ``python -m monitoring.workspace`` does the same
+for a reader; then ``evidently ui --workspace DIR`` (see monitoring/README.md).
 """
 from __future__ import annotations
 
@@ -10,13 +14,19 @@ import re
 
 from evidently.core.report import Snapshot
 from evidently.sdk.models import PanelMetric
-from evidently.sdk.panels import line_plot_panel
+from evidently.sdk.panels import bar_plot_panel, counter_panel
 from evidently.ui.workspace import Project, Workspace
 
 from bucket.storage import Storage
 
 PROJECT = "tagloop"
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".json": "application/json"}
+EVIDENTLY_FILE = "evidently.html"    # Evidently's own interactive report, linked from drift.html
+SNAPSHOTS = "snapshots/"
+
+
+def content_type(name: str) -> str:
+    return CONTENT_TYPES.get(os.path.splitext(name)[1], "application/octet-stream")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -33,7 +43,7 @@ def publish_files(storage: Storage, run_id: str, files: dict[str, bytes]) -> dic
     uris = {}
     for name, data in files.items():
         key = prefix + name
-        storage.write(key, data, CONTENT_TYPES.get(os.path.splitext(name)[1], "application/octet-stream"))
+        storage.write(key, data, content_type(name))
         uris[name] = storage.uri(key)
     return uris
 
@@ -43,19 +53,27 @@ def default_workspace_dir(home: str) -> str:
     return os.path.join(home, "evidently")
 
 
+MEAN = "evidently:metric_v2:MeanValue"
+DRIFTED = "evidently:metric_v2:DriftedColumnsCount"
+
+
+def _em(role: str) -> PanelMetric:
+    return PanelMetric(legend=f"{role}", metric=MEAN, metric_labels={"column": f"{role}_exact_match"})
+
+
 def trend_panels() -> list:
-    """Line plots over runs: exact match per role, correction rate, share of drifted features."""
-    mean = "evidently:metric_v2:MeanValue"
+    """The dashboard: tonight's numbers as counters (they show from the first night on) and one bar per
+    night for exact match on the real held-out crops, the correction rate and the drifted share."""
+    rate = PanelMetric(legend="correction rate", metric=MEAN, metric_labels={"column": "corrected_share"})
+    drift = PanelMetric(legend="drifted share", metric=DRIFTED, metric_labels={"value_type": "share"})
     return [
-        line_plot_panel("Exact match on the gate's sets", [
-            PanelMetric(legend=role, metric=mean, metric_labels={"column": f"{role}_exact_match"})
-            for role in ("champion", "challenger")], size="half"),
-        line_plot_panel("Correction rate (share of crops users corrected)", [
-            PanelMetric(legend="correction rate", metric=mean, metric_labels={"column": "corrected_share"})],
-            size="half"),
-        line_plot_panel("Share of drifted features", [
-            PanelMetric(legend="drift share", metric="evidently:metric_v2:DriftedColumnsCount",
-                        metric_labels={"value_type": "share"})], size="half"),
+        counter_panel("Champion exact match, real held-out crops (last night)", [_em("champion")], size="half"),
+        counter_panel("Challenger exact match, real held-out crops (last night)", [_em("challenger")], size="half"),
+        counter_panel("Correction rate (last night)", [rate], size="half"),
+        counter_panel("Share of drifted features (last night)", [drift], size="half"),
+        bar_plot_panel("Exact match per night, real held-out crops", [_em("champion"), _em("challenger")]),
+        bar_plot_panel("Correction rate per night (share of crops users corrected)", [rate], size="half"),
+        bar_plot_panel("Share of drifted features per night", [drift], size="half"),
     ]
 
 
@@ -70,10 +88,58 @@ def ensure_project(ws: Workspace, name: str = PROJECT) -> Project:
     return project
 
 
-def add_snapshots(workspace_dir: str, snapshots: dict[str, Snapshot], run_id: str,
-                  project: str = PROJECT) -> dict[str, str]:
-    """Add each snapshot (kind -> snapshot) as a run named ``<run-id>-<kind>``; returns kind -> run id."""
+def snapshot_key(run_id: str, kind: str) -> str:
+    return f"{report_prefix(run_id)}{SNAPSHOTS}{kind}.json"
+
+
+def publish_snapshots(storage: Storage, run_id: str, snapshots: dict[str, Snapshot]) -> dict[str, str]:
+    """Each snapshot (kind -> snapshot) as ``reports/<run-id>/snapshots/<kind>.json``; returns kind -> URI."""
+    out = {}
+    for kind, snap in snapshots.items():
+        storage.write(snapshot_key(run_id, kind), snap.dumps().encode(), CONTENT_TYPES[".json"])
+        out[kind] = storage.uri(snapshot_key(run_id, kind))
+    return out
+
+
+def bucket_snapshots(storage: Storage) -> dict[str, str]:
+    """Run name (``<run-id>-<kind>``) -> object key of every snapshot published in the bucket."""
+    out = {}
+    for o in storage.list("reports/"):
+        parts = o.name.split("/")
+        if len(parts) == 4 and parts[2] == SNAPSHOTS.rstrip("/") and parts[3].endswith(".json"):
+            out[f"{parts[1]}-{parts[3][:-5]}"] = o.name
+    return out
+
+
+def run_names(ws: Workspace, project: Project) -> set[str]:
+    """Names of the runs a workspace project holds."""
+    names = set()
+    for sid in ws.list_runs(project.id):
+        model = ws.get_run(project.id, sid)
+        if model is not None and model.name:
+            names.add(model.name)
+    return names
+
+
+def sync_workspace(workspace_dir: str, snapshots: dict[str, Snapshot] | None = None, run_id: str | None = None,
+                   storage: Storage | None = None, project: str = PROJECT) -> dict[str, str]:
+    """Add to the workspace every run it lacks: this run's ``snapshots`` (kind -> snapshot, named
+    ``<run-id>-<kind>``) and, with ``storage``, every snapshot published in the bucket. A run already
+    there (by name) is not added twice. Returns run name -> workspace run id of the runs added."""
     os.makedirs(workspace_dir, exist_ok=True)
     ws = Workspace(workspace_dir)
     proj = ensure_project(ws, project)
-    return {kind: str(ws.add_run(proj.id, snap, name=f"{run_id}-{kind}").id) for kind, snap in snapshots.items()}
+    have = run_names(ws, proj)
+    added = {}
+    for kind, snap in (snapshots or {}).items():
+        name = f"{run_id}-{kind}"
+        if name not in have:
+            added[name] = str(ws.add_run(proj.id, snap, name=name).id)
+            have.add(name)
+    if storage is not None:
+        for name, key in sorted(bucket_snapshots(storage).items()):
+            if name not in have:
+                snap = Snapshot.loads(storage.read(key).decode())
+                added[name] = str(ws.add_run(proj.id, snap, name=name).id)
+                have.add(name)
+    return added

@@ -87,11 +87,28 @@ def test_accuracy_numbers_equal_recognizer_metrics():
     assert summary["gate"] == {"promoted": True, "reason": "better"}
 
 
-def test_worst_examples_are_failures_worst_first():
+def test_worst_examples_say_who_was_right_losses_first():
+    """The challenger's losses (champion right, challenger wrong) lead, then crops both read wrong, then gains;
+    worst first within each."""
     worst = accuracy_summary([_set()])["worst_examples"]
     assert {w["label"] for w in worst} == {"DD1391-100", "AV3133 001", "162058C", "M9160C"}
-    neds = [max(w["norm_edit_distance"].values()) for w in worst]
+    assert [w["outcome"] for w in worst] == ["lost", "gained", "gained", "gained"]
+    assert worst[0]["label"] == "162058C" and worst[0]["right"] == {"champion": True, "challenger": False}
+    neds = [max(w["norm_edit_distance"].values()) for w in worst[1:]]
     assert neds == sorted(neds, reverse=True)
+
+
+def test_overall_pools_the_real_sets_only():
+    """The headline never mixes synthetic renders with real crops; the synthetic set keeps its own numbers."""
+    real, synth = _set("new_batch"), _set("regression", 4)
+    synth.synthetic = True
+    summary = accuracy_summary([real, synth])
+    assert summary["overall_sets"] == ["new_batch"] and summary["synthetic_sets"] == ["regression"]
+    assert summary["overall"]["champion"]["n"] == 6
+    assert summary["overall"]["champion"]["exact_match"] == summary["sets"]["new_batch"]["champion"]["exact_match"]
+    df = per_crop_frame([real, synth], ["champion"])
+    assert df["champion_exact_match"].mean() == pytest.approx(3 / 6)
+    assert df["champion_exact_match_synthetic"].mean() == pytest.approx(2 / 4)
 
 
 def test_per_crop_frame_means_are_the_exact_match():
@@ -105,8 +122,9 @@ def test_eval_set_rejects_misaligned_lists():
         EvalSet("x", ["A1", "B2"], {"champion": ["A1"]})
 
 
-def test_thumbnail_is_a_small_png():
+def test_thumbnail_is_a_small_jpeg():
     uri = thumbnail(np.zeros((200, 2000, 3), np.uint8))
+    assert uri.startswith("data:image/jpeg;base64,")
     png = cv2.imdecode(np.frombuffer(base64.b64decode(uri.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
     assert png.shape[0] <= 40 and png.shape[1] <= 320
 
@@ -116,8 +134,8 @@ def test_accuracy_html_escapes_and_embeds_thumbnails():
     es.labels[0] = "<b>X1234</b>"
     page = accuracy_html(accuracy_summary([es], {"promoted": False, "reason": "a < b"}), [es])
     assert "<b>X1234</b>" not in page and "&lt;b&gt;X1234&lt;/b&gt;" in page
-    assert page.count("data:image/png;base64,") == len(accuracy_summary([es])["worst_examples"])
-    assert "not promoted" in page and "a &lt; b" in page
+    assert page.count("data:image/jpeg;base64,") == len(accuracy_summary([es])["worst_examples"])
+    assert 'data-verdict="refused">REFUSED<' in page and "a &lt; b" in page
 
 
 def test_accuracy_html_shows_no_decision_and_the_paired_test():
@@ -127,13 +145,13 @@ def test_accuracy_html_shows_no_decision_and_the_paired_test():
     overall = {"n": 12, "gained": 1, "lost": 0, "diff": 1 / 12, "ci": [-0.1, 0.25], "p": 1.0, "mde": None}
     gate = {"promoted": False, "verdict": "no decision", "reason": "no decision: keep the champion, n too small",
             "overall": overall}
-    page = accuracy_html(accuracy_summary([es], gate), [es])
-    assert "data-verdict='no decision'" in page and "no decision: the champion stays" in page
-    assert "not promoted" not in page
-    assert 'data-metric="gate/p">1.0000<' in page and 'data-metric="gate/mde">-<' in page
-    assert 'data-metric="gate/ci_low">-0.1000<' in page
+    page = accuracy_html(accuracy_summary([es], gate), [es], {"models": {"champion": "3", "challenger": "4"}})
+    assert 'data-verdict="no decision">NO DECISION<' in page and "The champion v3 stays" in page
+    assert "REFUSED" not in page and "PROMOTED" not in page
+    assert 'data-metric="gate/p">1.000<' in page and 'data-metric="gate/mde">-<' in page
+    assert 'data-metric="gate/ci">-0.100..+0.250<' in page
     clear = {**gate, "verdict": "promoted", "promoted": True, "overall": {**overall, "p": 3e-7}}
-    assert 'data-metric="gate/p">&lt;0.001<' in accuracy_html(accuracy_summary([es], clear), [es])   # not 0.0000
+    assert 'data-metric="gate/p">&lt;0.001<' in accuracy_html(accuracy_summary([es], clear), [es])   # not 0.000
 
 
 def _drift(share=0.0, rate=None, ref_rate=None):
@@ -244,7 +262,7 @@ def test_diff_markup_marks_only_the_misread_characters():
 
     assert diff_markup("DD1391-100", "DD1391-1O0") == "DD1391-1<mark>O</mark>0"
     assert diff_markup("AV3133-001", "AV3133 001") == "AV3133<mark>&nbsp;</mark>001"
-    assert diff_markup("M9160C", "M960C") == "M9<mark title='missing'>·</mark>60C"
+    assert diff_markup("M9160C", "M960C") == "M9<mark class='missing' title='missing'>·</mark>60C"
     assert diff_markup("A<1", "A<1") == "A&lt;1"
 
 
