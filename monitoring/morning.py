@@ -13,8 +13,9 @@ from typing import Any
 
 from monitoring import history, plots
 
-VERDICT_TEXT = {"promoted": "PROMOTED", "refused": "REFUSED", "no decision": "NO DECISION"}
-VERDICT_CLASS = {"promoted": "good", "refused": "bad", "no decision": "warn"}
+VERDICT_TEXT = {"promoted": "PROMOTED", "refused": "REFUSED", "no decision": "NO DECISION",
+                "awaiting approval": "WAITING FOR APPROVAL"}
+VERDICT_CLASS = {"promoted": "good", "refused": "bad", "no decision": "warn", "awaiting approval": "warn"}
 
 
 def runbook(verdict: str | None, models: dict[str, Any], alerts: list[dict[str, Any]],
@@ -30,6 +31,9 @@ def runbook(verdict: str | None, models: dict[str, Any], alerts: list[dict[str, 
         "no decision": f"The champion v{champ} stays; nothing failed, the batch is too small to tell the models apart"
                        + (f" (the smallest gain it could show: {mde:+.3f})" if mde is not None else "")
                        + ". Nothing to do: the next night pools more corrections.",
+        "awaiting approval": f"The gate passed challenger v{chall}; the champion v{champ} serves until a person decides. "
+                             f"Read this page, then `tagloop approve {chall} --by NAME` (or `tagloop reject {chall} "
+                             "--by NAME`).",
     }
     out = [lines[verdict]] if verdict in lines else ["No gate decision in this run."]
     if alerts:

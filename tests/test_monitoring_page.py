@@ -109,6 +109,9 @@ def test_refused_page_puts_the_failed_check_first_and_says_what_to_do():
     assert "rollback" in morning.runbook("promoted", {"challenger": "5"}, [], {})[0]
     assert "next night" in morning.runbook("no decision", {}, [], {"mde": 0.04})[0]
     assert len(morning.runbook("promoted", {}, [{"name": "dataset_drift"}], {})) == 2
+    waiting = morning.runbook("awaiting approval", {"champion": "4", "challenger": "5"}, [], {})[0]
+    assert "tagloop approve 5 --by NAME" in waiting and "v4 serves" in waiting
+    assert morning.headline({"verdict": "awaiting approval"}, {})["text"] == "WAITING FOR APPROVAL"
 
 
 def _summary(run: str, ts: str, em: float | None, rate: float | None = 0.2) -> dict:
