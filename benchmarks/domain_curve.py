@@ -13,6 +13,7 @@ runs once with the recipe, and the base model and the challenger read
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import time
@@ -26,6 +27,7 @@ from benchmarks.real_loop import fill, photos
 from bucket.storage import open_storage
 from flows.settings import setup_environment
 from ingest.pipeline import IngestConfig
+from ingest.review import DECISIONS, QUEUE
 from loop.config import CycleConfig, cycle_config
 from loop.cycle import run_cycle
 from loop.gate import EvalData, score_sets
@@ -54,14 +56,25 @@ def one_domain(name: str, args, root: str, real: EvalData | None) -> dict:
     cfg = cycle_config(CycleConfig(embed_evidently=False), **recipe)
     cfg = replace(cfg, ingest=IngestConfig(min_age_s=0, extra_chars=EXTRA_CHARS.get(name, "")))
     t = time.time()
-    s = run_cycle(open_storage(bucket), home, base_model_dir(), cfg, log=lambda m: print(f"  [{name}] {m}", flush=True))
+    log = lambda m: print(f"  [{name}] {m}", flush=True)  # noqa: E731
+    s = run_cycle(open_storage(bucket), home, base_model_dir(), cfg, log=log)
+    first = None
+    if args.confirm_review and s.ingest["n_review"] and s.challenger_version is None:
+        # what a labeling sprint does: a person confirms every held correction, the next night trains on them
+        first = {"n_review": s.ingest["n_review"], "review_reasons": s.ingest.get("review_reasons"), "reason": s.reason}
+        storage = open_storage(bucket)
+        queue = [json.loads(line) for line in storage.read(QUEUE).decode().splitlines() if line.strip()]
+        storage.write(DECISIONS, "".join(json.dumps({"key": q["key"], "decision": "confirm"}) + "\n"
+                                         for q in queue).encode())
+        s = run_cycle(storage, home, base_model_dir(), cfg, log=log)
     wall = time.time() - t
     test_imgs, test_labels = DOMAINS[name](args.test_n, 9_202)
     sets = [EvalData(f"{name}_test", [f"t{i}" for i in range(len(test_imgs))], test_labels, test_imgs)]
     sets += [real] if real is not None else []
     out = {"domain": name, "tuned_on": name in TUNED_ON, "corrections": args.n, "n_accepted": s.ingest["n_accepted"],
            "n_review": s.ingest["n_review"], "quarantine": s.ingest["quarantine_reasons"], "verdict": s.verdict,
-           "reason": s.reason[:600], "cycle_wall_s": round(wall, 1), "stage_s": s.timings_s, "finetune": s.finetune,
+           "reason": s.reason[:600], "cycle_wall_s": round(wall, 1), "first_night_all_held_for_review": first,
+           "n_released_from_review": s.ingest.get("n_released"), "stage_s": s.timings_s, "finetune": s.finetune,
            "recipe": {"steps": cfg.finetune.train.steps, "eval_every": cfg.finetune.train.eval_every,
                       "patience": cfg.finetune.patience, "lr": cfg.finetune.train.lr}}
     if not s.challenger_version:
@@ -89,6 +102,8 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=None, help="steps between validation checks")
     ap.add_argument("--patience", type=int, default=None, help="validation checks without a gain before stopping")
     ap.add_argument("--lr", type=float, default=None, help="peak learning rate")
+    ap.add_argument("--confirm-review", action="store_true",
+                    help="when a night holds every correction for review, confirm them all (a sprint) and run again")
     ap.add_argument("--real", default=DEFAULT_DIR, help="real photos read for forgetting ('' to skip)")
     ap.add_argument("--name", default="domain_curve", help="results file name (benchmarks/results/NAME.json)")
     args = ap.parse_args()
