@@ -104,6 +104,17 @@ def opened_crop(path: str) -> Iterator[Image.Image]:
                 yield im
 
 
+@contextmanager
+def opened_bytes(data: bytes) -> Iterator[Image.Image]:
+    """``opened_crop`` for crop bytes held in memory (an upload): header read, size checked, nothing decoded."""
+    if not data:
+        raise CropError("empty file (0 bytes)")
+    with _as_crop_error():
+        with Image.open(io.BytesIO(data)) as im:
+            _check_size(im)
+            yield im
+
+
 def gray_pixels(im: Image.Image, apply_exif: bool = True) -> np.ndarray:
     """An opened image -> H x W uint8 grey, the same pixels as ``to_gray(decode_image(bytes))``, holding
     only the decoded image and ``STRIP_PIXELS`` of RGB at a time beside the result (not a full RGB copy)."""
