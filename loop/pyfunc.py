@@ -90,13 +90,3 @@ def _requirements() -> list[str]:
         except PackageNotFoundError:
             reqs.append(pkg)
     return reqs
-
-
-def artifact_dir(downloaded: str) -> str:
-    """Local copy of a logged model -> its weights+config directory."""
-    root = os.path.join(downloaded, "artifacts")
-    found = sorted(d for d in (os.listdir(root) if os.path.isdir(root) else [])
-                   if os.path.isfile(os.path.join(root, d, "config.json")))
-    if len(found) != 1:
-        raise FileNotFoundError(f"{downloaded}: expected one recognizer artifact under artifacts/, found {found}")
-    return os.path.join(root, found[0])
