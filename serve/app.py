@@ -8,6 +8,7 @@ they use the cores while the event loop parses the next requests).
 from __future__ import annotations
 
 import json
+import threading
 from datetime import datetime, timezone
 from typing import Any
 
@@ -160,18 +161,22 @@ async def _correction_in(request: Request) -> CorrectionIn | JSONResponse:
 
 
 def create_app(holder: ModelHolder, storage: Storage | None, extra_chars: str = "", readers: int = 2,
-               cache: ReadingCache | None = None) -> FastAPI:
+               cache: ReadingCache | None = None, max_body: int = MAX_BODY_BYTES) -> FastAPI:
     """The API over a started ``holder``; ``storage``: the corrections bucket (None: corrections refused)."""
     app = FastAPI(title="tagloop", version="1",
                   description="Reads product codes on shoe-tag crops and records shoppers' corrections.")
     cache = cache or ReadingCache()
-    limiter = anyio.CapacityLimiter(max(1, readers))
+    gate = threading.BoundedSemaphore(max(1, readers))   # a thread lock, not anyio's: it holds across event loops
+
+    def reading_of(served: Any, uploads: list[Upload]) -> list:
+        with gate:
+            return read_uploads(served, uploads)
     app.state.holder, app.state.cache = holder, cache
-    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    app.add_middleware(BodyLimit, limit=max_body)
 
     @app.exception_handler(BodyTooLarge)
     async def too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
-        return _too_large(MAX_BODY_BYTES)
+        return _too_large(max_body)
 
     @app.post("/v1/read", response_model=ReadOut, openapi_extra=READ_BODY,
               summary="Read one or many crops (multipart files or JSON with base64)")
@@ -180,7 +185,7 @@ def create_app(holder: ModelHolder, storage: Storage | None, extra_chars: str = 
         if isinstance(uploads, JSONResponse):
             return uploads
         served = holder.current                # one model for the whole request, whatever a swap does
-        results = await anyio.to_thread.run_sync(read_uploads, served, uploads, limiter=limiter)
+        results = await anyio.to_thread.run_sync(reading_of, served, uploads)
         crops = []
         for u, r in zip(uploads, results):
             if isinstance(r, Reading):
@@ -213,8 +218,8 @@ def create_app(holder: ModelHolder, storage: Storage | None, extra_chars: str = 
         if reading is None and body.image is None:
             return _error(404, f"crop {crop_id}: not read here in the last hour; send the crop again as 'image'")
         if reading is None:
-            (reading,) = await anyio.to_thread.run_sync(read_uploads, holder.current,
-                                                        [upload_from_base64(body.image, crop_id)], limiter=limiter)
+            (reading,) = await anyio.to_thread.run_sync(reading_of, holder.current,
+                                                        [upload_from_base64(body.image, crop_id)])
             if not isinstance(reading, Reading):
                 return _error(422, f"crop {crop_id}: {reading}", reason="unreadable_image")
         try:
