@@ -223,3 +223,38 @@ def test_the_registry_champion_serves_and_a_promotion_is_followed(tagloop_home):
     assert holder.current.predictor.backend == "onnx"
     client = TestClient(create_app(holder, None))
     assert _read_one(client, crop_bytes())["model_version"] == "2"
+
+
+@pytest.mark.slow
+def test_tagloop_serve_answers_on_loopback_and_stops_on_sigterm(tmp_path):
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "TAGLOOP_HOME": str(tmp_path / "home")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "serve", "--port", str(port), "--poll-s", "0"],
+                            env=env, cwd=os.path.dirname(os.path.dirname(__file__)), stderr=subprocess.PIPE)
+    try:
+        for _ in range(200):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/model", timeout=2) as r:
+                    model = json.loads(r.read())
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+                time.sleep(0.3)
+        assert model["version"] == "base" and model["backend"] == "onnx"    # no registry: the shipped model
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/read", headers={"Content-Type": "application/json"},
+                                     data=json.dumps({"crops": [{"image": _b64(crop_bytes("GY7924"))}]}).encode())
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert json.loads(r.read())["crops"][0]["text"] == "GY7924"
+        assert not (tmp_path / "home" / "mlflow").exists()                # serving created no registry
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
