@@ -210,6 +210,8 @@ def create_app(holder: ModelHolder, storage: Storage | None, extra_chars: str = 
         body = await _correction_in(request)
         if isinstance(body, JSONResponse):
             return body
+        if not body.crop_id:                   # an empty id names no crop (reading would make one up)
+            return _error(422, "crop_id: required (the id a /v1/read answer gave)")
         try:
             crop_id = check_crop_id(body.crop_id)
         except ValueError as e:

@@ -130,6 +130,11 @@ def test_what_ingest_would_quarantine_is_refused_and_nothing_is_written(client, 
 def test_an_unknown_crop_id_needs_the_image_which_is_then_read_again(client, bucket, holder):
     r = client.post("/v1/corrections", json={"crop_id": "app-7", "corrected_label": "GY7924"})
     assert r.status_code == 404 and bucket.list("corrections/") == []
+    for bad in ("", "../x", "a" * 65):
+        r = client.post("/v1/corrections", json={"crop_id": bad, "corrected_label": "GY7924",
+                                                 "image": _b64(crop_bytes("GY7924"))})
+        assert r.status_code == 422 and "crop_id" in r.json()["detail"]
+    assert bucket.list("corrections/") == []
     r = client.post("/v1/corrections", data={"crop_id": "app-7", "corrected_label": "GY7924"},
                     files={"file": ("c.jpg", crop_bytes("GY7924", "JPEG"), "image/jpeg")})
     assert r.status_code == 201, r.text
