@@ -1,13 +1,20 @@
 VENV ?= .venv
 STAMP := $(VENV)/.setup-done
+TOOLS_STAMP := $(VENV)/.test-tools-done
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup test-tools demo test test-fast lint bench clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	VENV=$(VENV) bash scripts/setup.sh
 	touch $(STAMP)
+
+test-tools: $(TOOLS_STAMP)   # Tesseract + Chromium: for the tests and benchmarks only, not `make demo`
+
+$(TOOLS_STAMP): $(STAMP)
+	TEST_TOOLS=1 APT_ONLY=1 VENV=$(VENV) bash scripts/setup.sh
+	touch $(TOOLS_STAMP)
 
 demo: setup
 	$(VENV)/bin/tagloop demo
@@ -18,11 +25,11 @@ test: lint
 test-fast: lint             # unit tests only: skips the tests marked slow (end to end, training, subprocesses)
 	$(VENV)/bin/python -m pytest -q -m "not slow" tests
 
-lint: setup
+lint: setup test-tools
 	$(VENV)/bin/ruff check .
 
-bench: setup
-	$(VENV)/bin/pip install -q -e ".[dev,bench]"
+bench: setup test-tools
+	$(VENV)/bin/pip install -q -e ".[full,dev,bench]"
 	$(VENV)/bin/python -m benchmarks.run_all
 
 clean:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -102,6 +103,20 @@ def opened_crop(path: str) -> Iterator[Image.Image]:
             with Image.open(f) as im:
                 _check_size(im)
                 yield im
+
+
+@contextmanager
+def opened_bytes(data: bytes) -> Iterator[Image.Image]:
+    """``opened_crop`` for crop bytes held in memory (an upload): header read, size checked, nothing decoded."""
+    if not data:
+        raise CropError("empty file (0 bytes)")
+    try:
+        with _as_crop_error():
+            with Image.open(io.BytesIO(data)) as im:
+                _check_size(im)
+                yield im
+    except CropError as e:          # PIL names the buffer object ("<_io.BytesIO object at 0x...>"): say "bytes"
+        raise CropError(re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>", "bytes", str(e))) from None
 
 
 def gray_pixels(im: Image.Image, apply_exif: bool = True) -> np.ndarray:

@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 from flows.options import (opts_approve, opts_batch_predict, opts_demo, opts_evaluate, opts_ingest, opts_monitor, opts_predict,
                            opts_pretrain, opts_promote, opts_retrain, opts_rollback, opts_status,
                            opts_synth)
+from flows.serve_cmd import cmd_serve, opts_serve
 from flows.settings import Settings, setup_environment
 
 
@@ -62,10 +63,13 @@ def _is_terminal() -> bool:
 def progress_bar(total: int, unit: str, desc: str) -> Iterator[Callable[[int], None] | None]:
     """A progress bar on stderr when it is a terminal (``update(k)``: k more done); None otherwise, so logs
     and pipes get no carriage-return noise."""
-    if total <= 0 or not _is_terminal():
+    try:
+        from tqdm import tqdm          # in the full install; the slim reading install has no bars
+    except ImportError:
+        tqdm = None
+    if total <= 0 or not _is_terminal() or tqdm is None:
         yield None
         return
-    from tqdm import tqdm
 
     with tqdm(total=total, unit=unit, desc=desc, file=sys.stderr, dynamic_ncols=True) as bar:
         yield bar.update
@@ -403,6 +407,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
     "evaluate": ("exact match overall and per slice on labelled crops", opts_evaluate, cmd_evaluate),
     "synth": ("render synthetic crops to DIR/images + DIR/labels.csv", opts_synth, cmd_synth),
     "pretrain": ("train a base model from synthetic data only", opts_pretrain, cmd_pretrain),
+    "serve": ("HTTP API: read crops, record corrections; serves the champion, swapped in when promoted", opts_serve,
+              cmd_serve),
 }
 
 

@@ -55,22 +55,42 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+class CorrectionExists(ValueError):
+    """``write_correction(exclusive=True)``: an object of this crop id is already in the bucket with other
+    content (``name``); nothing was written over it."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"{name} already exists with other content; a correction is never rewritten")
+        self.name = name
+
+
+def correction_key(crop_id: str, ext: str, created_at: str) -> str:
+    """Object name of a correction's image (``ext``) or sidecar (``json``)."""
+    return f"{CORRECTIONS}{created_at[:10]}/{crop_id}.{ext}"
+
+
 def write_correction(storage: Storage, image: bytes, ext: str, predicted_label: str, confidence: float,
                      corrected_label: str, model_version: str, source: str = "web",
-                     crop_id: str | None = None, created_at: str | None = None) -> str:
-    """What the serving app calls: crop bytes first, then the sidecar. Returns the crop id."""
+                     crop_id: str | None = None, created_at: str | None = None, exclusive: bool = False) -> str:
+    """What the serving app calls: crop bytes first, then the sidecar. Returns the crop id.
+
+    ``exclusive``: each object is created only if absent (atomically); an image already there with the
+    same bytes is kept, anything else raises ``CorrectionExists`` and nothing is replaced."""
     ext = ext.lower().lstrip(".")
     if ext not in IMAGE_EXTS:
         raise ValueError(f"crop extension must be one of {IMAGE_EXTS}, got {ext!r}")
     crop_id = crop_id or uuid.uuid4().hex
     created_at = created_at or now_iso()
-    day = created_at[:10]
     sidecar = {"crop_id": crop_id, "image": f"{crop_id}.{ext}", "predicted_label": predicted_label,
                "confidence": confidence, "corrected_label": corrected_label,
                "model_version": str(model_version), "created_at": created_at, "source": source}
-    base = f"{CORRECTIONS}{day}/{crop_id}"
-    storage.write(f"{base}.{ext}", image, "image/png" if ext == "png" else "image/jpeg")
-    storage.write(f"{base}.json", json.dumps(sidecar).encode(), "application/json")
+    objects = [(correction_key(crop_id, ext, created_at), image, "image/png" if ext == "png" else "image/jpeg"),
+               (correction_key(crop_id, "json", created_at), json.dumps(sidecar).encode(), "application/json")]
+    for name, data, content_type in objects:
+        if not exclusive:
+            storage.write(name, data, content_type)
+        elif not storage.create(name, data, content_type) and storage.read(name) != data:
+            raise CorrectionExists(name)
     return crop_id
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -17,13 +16,9 @@ from typing import Any
 import pandas as pd
 
 from crops.features import BLANK_CONTRAST
+from ingest.rules import (EARLIEST, LABEL_REGEX, MAX_ASPECT, MAX_LABEL, MAX_SIDE, MIN_ASPECT,  # noqa: F401
+                          MIN_LABEL, MIN_SIDE, extra_label_chars, label_regex)
 
-BASE_LABEL_CHARS = r"0-9A-Z \-./:()#"
-LABEL_REGEX = rf"^[{BASE_LABEL_CHARS}]*$"      # the default; label_regex(extra) adds IngestConfig.extra_chars
-MIN_LABEL, MAX_LABEL = 5, 21
-MIN_SIDE, MAX_SIDE = 8, 4000
-MIN_ASPECT, MAX_ASPECT = 1 / 25, 25.0
-EARLIEST = datetime(2015, 1, 1, tzinfo=timezone.utc)
 FROM_VALUE = "*value*"                 # reason taken from the failing cell itself
 
 
@@ -32,19 +27,6 @@ class ValidationOutcome:
     reasons: dict[int, list[str]]      # table index -> reasons, failing rows only
     success: bool
     results: dict[str, Any] = field(default_factory=dict)   # GX validation result, JSON-ready
-
-
-def extra_label_chars(extra: str = "") -> str:
-    """Characters admitted beyond the base set (``TAGLOOP_EXTRA_CHARS``, e.g. ``+&``), checked, each once."""
-    bad = [c for c in extra if not c.isprintable() or c.isspace()]
-    if bad:
-        raise ValueError(f"TAGLOOP_EXTRA_CHARS: only printable, non-space characters can be admitted, got {bad!r}")
-    return "".join(dict.fromkeys(extra))
-
-
-def label_regex(extra: str = "") -> str:
-    """Regex of an allowed label: the base charset plus ``extra_label_chars(extra)``."""
-    return rf"^[{BASE_LABEL_CHARS}{''.join(re.escape(c) for c in extra_label_chars(extra))}]*$"
 
 
 def _expectations(now: datetime, extra: str = "") -> list:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable
 
 from bucket.storage import Storage
+from ingest.dataset import manifest_path
 from ingest.pipeline import IngestSummary
 from loop import tracking
 from loop.config import CycleConfig
@@ -103,7 +104,8 @@ def run_cycle(storage: Storage, home: str, base_dir: str, cfg: CycleConfig | Non
         f"{len(split.earlier)} earlier rows")
     if split.n_new_train == 0:
         return _nothing_new(ing, champion, clock)
-    with tracking.cycle_run(f"retrain-{ing.run_id}", split, champion) as run:
+    manifest = storage.uri(manifest_path(split.dataset_version)) if split.dataset_version else None
+    with tracking.cycle_run(f"retrain-{ing.run_id}", split, champion, manifest) as run:
         mix = stage("mix")(storage, split, cfg.mix)
         tracking.log_mix(mix, split, champion, cfg)
         clock.lap("mix")

@@ -12,6 +12,9 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
+import shutil
+import tempfile
 from typing import Any
 
 import mlflow
@@ -27,15 +30,25 @@ SIGNATURE = ModelSignature(
 
 
 def _as_bytes(value: Any) -> bytes:
-    """Cell of the ``image`` column -> encoded bytes (raw bytes or base64 text)."""
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value)
+    """Cell of the ``image`` column -> encoded bytes: raw bytes, or base64 text (as ``str``, or as bytes: the
+    scoring server's ``{"inputs": ...}`` format hands base64 over as the bytes of its text). Bytes that are
+    base64 text throughout are decoded; encoded images never are (PNG, JPEG, WebP, BMP, TIFF and GIF
+    headers all hold bytes outside the base64 alphabet)."""
+    if isinstance(value, (bytearray, memoryview)):
+        value = bytes(value)
+    if isinstance(value, bytes):
+        if value and _BASE64.fullmatch(value):
+            return base64.b64decode(value)
+        return value
     if isinstance(value, str):
         try:
             return base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
             raise ValueError("image column: text that is not base64") from None
     raise ValueError(f"image column: expected bytes or base64 text, got {type(value).__name__}")
+
+
+_BASE64 = re.compile(rb"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?\s*")
 
 
 class RecognizerModel(mlflow.pyfunc.PythonModel):
@@ -68,35 +81,63 @@ def log_recognizer(model_dir: str, name: str = "model") -> Any:
     """Log the artifact directory ``model_dir`` as a pyfunc in the active run; returns the ModelInfo.
 
     The artifact's ONNX graphs are exported first (``recognizer.engine.export_onnx``), so whoever
-    loads the registered model reads without exporting, and without importing torch.
+    loads the registered model reads without exporting, and without torch. The code the pyfunc runs
+    (``recognizer``, ``crops``, this module) travels with the model (``code_paths``), so its
+    requirements are public packages only (``requirements``) and ``mlflow models serve`` can build
+    its environment anywhere. An input example (one crop) is logged and MLflow checks it serves.
     """
     from recognizer.engine import export_onnx, stored_onnx
 
     if not stored_onnx(model_dir):
         export_onnx(model_dir)
-    return mlflow.pyfunc.log_model(name=name, python_model=MODEL_CODE, artifacts={ARTIFACT_KEY: model_dir},
-                                   signature=SIGNATURE, pip_requirements=_requirements())
+    with tempfile.TemporaryDirectory() as tmp:
+        return mlflow.pyfunc.log_model(name=name, python_model=MODEL_CODE, artifacts={ARTIFACT_KEY: model_dir},
+                                       code_paths=_stage_code(tmp), signature=SIGNATURE,
+                                       pip_requirements=requirements(), input_example=input_example())
 
 
-def _requirements() -> list[str]:
-    """Pinned runtime needs of the pyfunc (no environment inference, which would load the model)."""
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CODE = {"recognizer": None, "crops": None, "loop": ["__init__.py", "pyfunc.py"]}   # package -> files (None: all)
+# what reading a crop imports (recognizer.predict over the stored ONNX graphs) and this module
+RUNTIME = ("numpy", "pillow", "opencv-python-headless", "onnxruntime", "pandas", "mlflow")
+
+
+def _stage_code(tmp: str) -> list[str]:
+    """The packages the pyfunc imports, their ``.py`` files only (no weights, no caches), under ``tmp``."""
+    out = []
+    for pkg, files in CODE.items():
+        src, dst = os.path.join(ROOT, pkg), os.path.join(tmp, pkg)
+        os.makedirs(dst)
+        for f in files or sorted(f for f in os.listdir(src) if f.endswith(".py")):
+            shutil.copy(os.path.join(src, f), dst)
+        out.append(dst)
+    return out
+
+
+def requirements() -> list[str]:
+    """The pyfunc's runtime needs, pinned to the installed versions' public part (``torch`` is not one:
+    the model reads with ONNX Runtime; a local version label such as ``+cpu`` is no PyPI version)."""
     from importlib.metadata import PackageNotFoundError, version
 
+    from packaging.version import Version
+
     reqs = []
-    for pkg in ("tagloop", "torch", "numpy", "pillow", "opencv-python-headless", "safetensors",
-                "onnxruntime", "pandas", "mlflow"):
+    for pkg in RUNTIME:
         try:
-            reqs.append(f"{pkg}=={version(pkg)}")
+            reqs.append(f"{pkg}=={Version(version(pkg)).public}")
         except PackageNotFoundError:
             reqs.append(pkg)
     return reqs
 
 
-def artifact_dir(downloaded: str) -> str:
-    """Local copy of a logged model -> its weights+config directory."""
-    root = os.path.join(downloaded, "artifacts")
-    found = sorted(d for d in (os.listdir(root) if os.path.isdir(root) else [])
-                   if os.path.isfile(os.path.join(root, d, "config.json")))
-    if len(found) != 1:
-        raise FileNotFoundError(f"{downloaded}: expected one recognizer artifact under artifacts/, found {found}")
-    return os.path.join(root, found[0])
+def input_example() -> pd.DataFrame:
+    """One crop (a product code drawn on a light label) as the ``image`` column expects it."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    im = Image.new("L", (120, 24), 235)
+    ImageDraw.Draw(im).text((6, 6), "DD1391-100", fill=20)
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return pd.DataFrame({"image": [buf.getvalue()]})

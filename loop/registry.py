@@ -208,8 +208,6 @@ class Registry:
     # -- artifacts ----------------------------------------------------------------------
     def download(self, version: str, cache_dir: str) -> str:
         """Weights+config directory of ``version``, cached under ``cache_dir`` (versions never change)."""
-        from loop.pyfunc import artifact_dir
-
         key = hashlib.sha256(f"{mlflow.get_registry_uri()}|{self.name}".encode()).hexdigest()[:12]
         dst = os.path.join(cache_dir, key, str(version))
         if os.path.isdir(dst):
@@ -220,6 +218,16 @@ class Registry:
         mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{self.name}/{version}", dst_path=tmp)
         os.replace(tmp, dst)
         return artifact_dir(dst)
+
+
+def artifact_dir(downloaded: str) -> str:
+    """Local copy of a logged model -> its weights+config directory."""
+    root = os.path.join(downloaded, "artifacts")
+    found = sorted(d for d in (os.listdir(root) if os.path.isdir(root) else [])
+                   if os.path.isfile(os.path.join(root, d, "config.json")))
+    if len(found) != 1:
+        raise FileNotFoundError(f"{downloaded}: expected one recognizer artifact under artifacts/, found {found}")
+    return os.path.join(root, found[0])
 
 
 def _now() -> str:

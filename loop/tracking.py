@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any, Iterator
@@ -29,11 +30,14 @@ class Clock:
 
 
 @contextmanager
-def cycle_run(run_name: str, split: DataSplit, champion: Champion) -> Iterator[Any]:
-    """The MLflow run a cycle records into (tagged with the dataset and champion versions)."""
+def cycle_run(run_name: str, split: DataSplit, champion: Champion, manifest_uri: str | None = None) -> Iterator[Any]:
+    """The MLflow run a cycle records into (tagged with the dataset and champion versions; the dataset
+    version is also the run's input, ``log_dataset``)."""
     with mlflow.start_run(run_name=run_name) as run:
         mlflow.set_tags({"tagloop.kind": "retrain", "dataset_version": split.dataset_version or "",
                          "champion_version": champion.version})
+        if split.dataset_version and manifest_uri:
+            log_dataset(split.dataset_version, manifest_uri)
         yield run
 
 
@@ -44,6 +48,20 @@ def run_links(run: Any) -> dict[str, str]:
     if uri.startswith(("http://", "https://")):
         out["mlflow_run_url"] = f"{uri.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
     return out
+
+
+def log_dataset(dataset_version: str, manifest_uri: str) -> None:
+    """The dataset version as the run's MLflow input (context ``training``): name ``corrections``, digest the
+    version (the manifest's content hash), source the manifest in the bucket. Only its description is
+    logged, not its rows (they stay in the bucket)."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    with warnings.catch_warnings():         # a plain path "can be interpreted in multiple ways": all local
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source(manifest_uri)
+    mlflow.log_input(MetaDataset(source, name="corrections", digest=dataset_version), context="training",
+                     tags={"dataset_version": dataset_version})
 
 
 def _flat(prefix: str, d: dict) -> dict[str, Any]:

@@ -26,15 +26,18 @@ learnt (forgetting), and the second pass costs time only on unsure crops.
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
+from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
+from PIL import Image
 
 from recognizer.deskew import ANGLES, straighten
 from crops.codes import looks_like_a_code
 from recognizer.engine import Engine
-from crops.image import load_gray, opened_crop
+from crops.image import gray_pixels, opened_bytes, opened_crop
 from recognizer.preprocess import CropError, resize_height, to_gray
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
@@ -180,8 +183,20 @@ class Predictor:
         file's size read from its header before it is decoded), so memory stays flat for any inputs.
         ``on_done(k)``: k more files are finished (a progress bar).
         """
+        return self.predict_opened([partial(opened_crop, p) for p in paths], budget, on_done)
+
+    def predict_blobs(self, blobs: list[bytes], budget: int = DECODE_BUDGET) -> list[Prediction]:
+        """``predict_files`` for encoded crops held in memory (uploads): the same limits and errors."""
+        return self.predict_opened([partial(opened_bytes, b) for b in blobs], budget)
+
+    def predict_opened(self, openers: list[Callable[[], ContextManager[Image.Image]]],
+                       budget: int = DECODE_BUDGET, on_done: Callable[[int], None] | None = None) -> list[Prediction]:
+        """Crops given as openers (``crops.image.opened_crop`` / ``opened_bytes``) -> predictions, in order,
+        decoded to grey in chunks of at most ``budget`` bytes of pixels (and ``CHUNK_FILES`` crops); a crop that
+        cannot be opened or decoded gets an empty prediction, confidence 0 and the reason as ``error``.
+        ``on_done(k)``: k more crops are finished (a progress bar)."""
         tick = on_done or (lambda k: None)
-        preds = [Prediction("", 0.0) for _ in paths]
+        preds = [Prediction("", 0.0) for _ in openers]
         ok: list[int] = []
         grays: list[np.ndarray] = []
         held = 0
@@ -195,13 +210,12 @@ class Predictor:
             grays.clear()
             held = 0
 
-        for i, path in enumerate(paths):
+        for i, opener in enumerate(openers):
             try:
-                with opened_crop(path) as im:          # header only: what decoding this file will hold
-                    cost = im.width * im.height
-                if grays and (held + cost > budget or len(grays) >= self.CHUNK_FILES):
-                    flush()
-                grays.append(load_gray(path))
+                with opener() as im:           # header only: what decoding this crop will hold
+                    if grays and (held + im.width * im.height > budget or len(grays) >= self.CHUNK_FILES):
+                        flush()
+                    grays.append(gray_pixels(im))
                 ok.append(i)
                 held += grays[-1].size
             except CropError as e:

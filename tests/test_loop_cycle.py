@@ -76,6 +76,8 @@ def test_poisoned_batch_is_refused_then_forced_then_rolled_back(tagloop_home, tm
     assert run.data.tags["gate.verdict"] == s.verdict and f"**Gate: {s.verdict}.**" in run.data.tags["mlflow.note.content"]
     assert "champion.heldout.exact_match" not in run.data.metrics              # empty: absent, not 0.0
     assert run.data.params["dataset_version"] == s.ingest["dataset_version"] and "mix.new" in run.data.params
+    (inp,) = run.inputs.dataset_inputs                                         # the dataset version, as an input
+    assert inp.dataset.digest == s.ingest["dataset_version"] and "manifest.parquet" in inp.dataset.source
     history = mlflow.MlflowClient().get_metric_history(s.mlflow_run_id, "val_exact_match")
     assert [m.step for m in history] == [0, 10, 20]
     arts = {a.path for a in mlflow.MlflowClient().list_artifacts(s.mlflow_run_id, "reports")}
