@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 from flows.options import (opts_batch_predict, opts_demo, opts_evaluate, opts_ingest, opts_monitor, opts_predict,
                            opts_pretrain, opts_promote, opts_retrain, opts_rollback, opts_status,
                            opts_synth)
+from flows.label import cmd_label, opts_label
 from flows.settings import Settings, setup_environment
 
 
@@ -339,6 +340,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
     "evaluate": ("exact match overall and per slice on labelled crops", opts_evaluate, cmd_evaluate),
     "synth": ("render synthetic crops to DIR/images + DIR/labels.csv", opts_synth, cmd_synth),
     "pretrain": ("train a base model from synthetic data only", opts_pretrain, cmd_pretrain),
+    "label": ("labeling sprints in Label Studio: export the queues, import the annotations", opts_label, cmd_label),
 }
 
 

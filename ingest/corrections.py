@@ -57,15 +57,18 @@ def now_iso() -> str:
 
 def write_correction(storage: Storage, image: bytes, ext: str, predicted_label: str, confidence: float,
                      corrected_label: str, model_version: str, source: str = "web",
-                     crop_id: str | None = None, created_at: str | None = None) -> str:
-    """What the serving app calls: crop bytes first, then the sidecar. Returns the crop id."""
+                     crop_id: str | None = None, created_at: str | None = None,
+                     extra: dict[str, Any] | None = None) -> str:
+    """What the serving app calls: crop bytes first, then the sidecar. Returns the crop id.
+
+    ``extra``: more sidecar fields (a labeling sprint's annotator, ...); the contract's fields win."""
     ext = ext.lower().lstrip(".")
     if ext not in IMAGE_EXTS:
         raise ValueError(f"crop extension must be one of {IMAGE_EXTS}, got {ext!r}")
     crop_id = crop_id or uuid.uuid4().hex
     created_at = created_at or now_iso()
     day = created_at[:10]
-    sidecar = {"crop_id": crop_id, "image": f"{crop_id}.{ext}", "predicted_label": predicted_label,
+    sidecar = {**(extra or {}), "crop_id": crop_id, "image": f"{crop_id}.{ext}", "predicted_label": predicted_label,
                "confidence": confidence, "corrected_label": corrected_label,
                "model_version": str(model_version), "created_at": created_at, "source": source}
     base = f"{CORRECTIONS}{day}/{crop_id}"

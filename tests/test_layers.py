@@ -4,7 +4,8 @@
     recognizer                        torch + onnxruntime; renders nothing, knows no bucket
     synth                             product-code grammar and rendering
     ingest
-    loop, monitoring, scoring         (loop may use monitoring's reports; not the reverse)
+    loop, monitoring, scoring,        (loop may use monitoring's reports, labeling the labeling queue of
+    labeling                           scoring; not the reverse)
     tasks
     flows
 
@@ -19,8 +20,9 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LAYER = {"bucket": 0, "crops": 0, "recognizer": 1, "synth": 2, "ingest": 3, "loop": 4, "monitoring": 4,
-         "scoring": 4, "tasks": 5, "flows": 6}
-SIDEWAYS = {("loop", "monitoring")}          # same layer, allowed direction: the cycle publishes reports
+         "scoring": 4, "labeling": 4, "tasks": 5, "flows": 6}
+SIDEWAYS = {("loop", "monitoring"),          # same layer, allowed direction: the cycle publishes reports
+            ("labeling", "scoring")}         # a sprint labels the labeling queue batch prediction writes
 NEVER_BELOW = {("recognizer", "bucket")}     # lower, and still refused: the recognizer knows no storage
 # Known exceptions, each with the reason it is still there. Remove an entry when its import goes.
 EXCEPTIONS = {

@@ -1,0 +1,116 @@
+"""``tagloop label export|import``: labeling sprints in Label Studio (``labeling/``).
+
+The Label Studio server is named by ``--url`` (default ``LABEL_STUDIO_URL``, else
+``http://localhost:8080``) and reached with the token in ``LABEL_STUDIO_API_KEY`` (a legacy
+token or a personal access token; the variable names are Label Studio SDK's own). The token
+is never an option, so it never shows in ``ps``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+from dataclasses import asdict, fields
+
+from flows.options import BUCKET_HELP, JSON_HELP, _fields
+from flows.settings import Settings, bucket_url, setup_environment
+
+DEFAULT_URL = "http://localhost:8080"
+IMPORT_LOCK_TTL_S = 1800.0      # a killed import's lock is taken over after half an hour
+
+
+def studio_client(url: str | None):
+    """A ``labeling.studio.StudioClient`` for ``url`` (or ``LABEL_STUDIO_URL``) with ``LABEL_STUDIO_API_KEY``."""
+    from labeling.studio import StudioClient
+
+    return StudioClient(url or os.environ.get("LABEL_STUDIO_URL") or DEFAULT_URL,
+                        os.environ.get("LABEL_STUDIO_API_KEY", ""))
+
+
+def opts_label(p: argparse.ArgumentParser) -> None:
+    from labeling.export import ExportConfig
+
+    sub = p.add_subparsers(dest="label_command", required=True, metavar="{export,import}")
+    url_help = f"Label Studio server (default: LABEL_STUDIO_URL, else {DEFAULT_URL}); token: LABEL_STUDIO_API_KEY"
+    ex = sub.add_parser("export", help="review + labeling queues -> a new Label Studio project",
+                        description="review + labeling queues -> a new Label Studio project (one task per crop, the "
+                                    "champion's reading pre-filled, the reason the crop is there shown)")
+    im = sub.add_parser("import", help="a finished project's annotations -> corrections/ and review decisions",
+                        description="a finished project's annotations -> corrections/ (source labeling-sprint) and "
+                                    "review/decisions.jsonl; the next `tagloop ingest` takes them")
+    for sp in (ex, im):
+        sp.add_argument("--bucket", default=None, help=BUCKET_HELP)
+        sp.add_argument("--json", action="store_true", help=JSON_HELP)
+        sp.add_argument("--url", default=None, help=url_help)
+    _fields(ex, ExportConfig(), [f.name for f in fields(ExportConfig)])
+    im.add_argument("project", type=int, help="the Label Studio project id (`tagloop label export` printed it)")
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    print(text, file=sys.stderr if args.json else sys.stdout)
+
+
+def cmd_label(args: argparse.Namespace) -> int:
+    from bucket.lock import LockHeld
+    from bucket.storage import StorageError
+    from labeling.studio import StudioError
+
+    settings = setup_environment()
+    try:
+        return (label_export if args.label_command == "export" else label_import)(args, settings)
+    except (StorageError, StudioError) as e:
+        print(f"tagloop: {e}", file=sys.stderr)
+        return 3
+    except LockHeld as e:
+        print(f"tagloop: {e}", file=sys.stderr)
+        return 4
+
+
+def label_export(args: argparse.Namespace, settings: Settings) -> int:
+    from bucket.storage import open_storage
+    from labeling.export import ExportConfig, export_sprint
+
+    cfg = ExportConfig(**{f.name: getattr(args, f.name) for f in fields(ExportConfig)})
+    url = bucket_url(args.bucket, settings)
+    storage = open_storage(url)
+    storage.check()
+    s = export_sprint(storage, studio_client(args.url), cfg, url, settings.user or "unknown")
+    if s.project is None:
+        _say(args, f"nothing to label: {s.n_already_exported} queued crops are in an earlier sprint already, "
+                   f"{len(s.missing)} are no longer in the bucket")
+    else:
+        _say(args, f"sprint {s.sprint}: project {s.project} ({s.project_url}): {s.n_tasks} crops, {s.n_review} from "
+                   f"the review queue, {s.n_labeling} from the labeling queue; {s.n_already_exported} in an earlier "
+                   f"sprint, {s.n_over_max} over --max-tasks, {len(s.missing)} gone from the bucket; record {s.record}")
+        _say(args, f"when the annotators are done: tagloop label import {s.project}")
+    for key in s.missing:
+        print(f"tagloop: {key}: the crop is no longer in the bucket, not exported", file=sys.stderr)
+    if args.json:
+        print(json.dumps(asdict(s), sort_keys=True))
+    return 0
+
+
+def label_import(args: argparse.Namespace, settings: Settings) -> int:
+    from bucket.lock import bucket_lock
+    from bucket.storage import open_storage
+    from labeling.importer import import_project
+
+    url = bucket_url(args.bucket, settings)
+    storage = open_storage(url)
+    storage.check()
+    client = studio_client(args.url)
+    owner = f"label-import {socket.gethostname()}:{os.getpid()}"
+    with bucket_lock(storage, owner, IMPORT_LOCK_TTL_S, lambda m: print(m, file=sys.stderr)):
+        s = import_project(storage, client, args.project, settings.extra_chars)
+    _say(args, f"import project {s.project}: {s.n_tasks} tasks -> {s.n_corrections} new corrections, "
+               f"{s.n_decisions} review decisions {s.decisions}, {s.n_already_imported} imported before, "
+               f"{s.n_reported} not taken {s.reasons}")
+    for r in s.reported:
+        print(f"tagloop: task {r['task']} ({r['key']}): {r['reason']}: {r['detail']}", file=sys.stderr)
+    if s.n_corrections or s.n_decisions:
+        _say(args, "the next `tagloop ingest` (or retrain) takes them in")
+    if args.json:
+        print(s.to_json())
+    return 0
