@@ -15,7 +15,7 @@ import sys
 from dataclasses import asdict, fields
 
 from flows.options import BUCKET_HELP, JSON_HELP, _fields
-from flows.settings import Settings, bucket_url, setup_environment
+from flows.settings import Settings, bucket_url
 
 DEFAULT_URL = "http://localhost:8080"
 IMPORT_LOCK_TTL_S = 1800.0      # a killed import's lock is taken over after half an hour
@@ -32,12 +32,15 @@ def studio_client(url: str | None):
 def opts_label(p: argparse.ArgumentParser) -> None:
     from labeling.export import ExportConfig
 
-    sub = p.add_subparsers(dest="label_command", required=True, metavar="{export,import}")
+    sub = p.add_subparsers(dest="label_command", required=True, metavar="{export,import}",
+                           help="export: queues -> a Label Studio project; import: its annotations -> the bucket")
     url_help = f"Label Studio server (default: LABEL_STUDIO_URL, else {DEFAULT_URL}); token: LABEL_STUDIO_API_KEY"
-    ex = sub.add_parser("export", help="review + labeling queues -> a new Label Studio project",
+    ex = sub.add_parser("export", formatter_class=p.formatter_class,
+                        help="review + labeling queues -> a new Label Studio project",
                         description="review + labeling queues -> a new Label Studio project (one task per crop, the "
                                     "champion's reading pre-filled, the reason the crop is there shown)")
-    im = sub.add_parser("import", help="a finished project's annotations -> corrections/ and review decisions",
+    im = sub.add_parser("import", formatter_class=p.formatter_class,
+                        help="a finished project's annotations -> corrections/ and review decisions",
                         description="a finished project's annotations -> corrections/ (source labeling-sprint) and "
                                     "review/decisions.jsonl; the next `tagloop ingest` takes them")
     for sp in (ex, im):
@@ -45,6 +48,9 @@ def opts_label(p: argparse.ArgumentParser) -> None:
         sp.add_argument("--json", action="store_true", help=JSON_HELP)
         sp.add_argument("--url", default=None, help=url_help)
     _fields(ex, ExportConfig(), [f.name for f in fields(ExportConfig)])
+    for action in ex._actions:
+        action.choices = {"queue": ("review", "labeling", "both"), "images": ("inline", "local-files")}.get(
+            action.dest, action.choices)
     im.add_argument("project", type=int, help="the Label Studio project id (`tagloop label export` printed it)")
 
 
@@ -57,7 +63,7 @@ def cmd_label(args: argparse.Namespace) -> int:
     from bucket.storage import StorageError
     from labeling.studio import StudioError
 
-    settings = setup_environment()
+    settings = Settings.from_env()          # no Prefect here: nothing to set up for it
     try:
         return (label_export if args.label_command == "export" else label_import)(args, settings)
     except (StorageError, StudioError) as e:
@@ -72,7 +78,10 @@ def label_export(args: argparse.Namespace, settings: Settings) -> int:
     from bucket.storage import open_storage
     from labeling.export import ExportConfig, export_sprint
 
-    cfg = ExportConfig(**{f.name: getattr(args, f.name) for f in fields(ExportConfig)})
+    given = {f.name: getattr(args, f.name) for f in fields(ExportConfig)}
+    if given["images"] == "local-files" and not given["document_root"]:
+        given["document_root"] = os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT")
+    cfg = ExportConfig(**given)
     url = bucket_url(args.bucket, settings)
     storage = open_storage(url)
     storage.check()

@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 
 from bucket.files import atomic_write
+from bucket.layout import check_day
 from bucket.storage import ObjectNotFound, Storage
 from labeling.queues import QueueItem, SprintRecord, exported_keys, labeling_items, review_items
 from labeling.studio import StudioClient, StudioError
@@ -60,11 +61,13 @@ class ExportConfig:
         "help": "inline: crops embedded in the tasks (any bucket, any server); local-files: copied under "
                 "--document-root, served by Label Studio's local-files serving"})
     document_root: str | None = field(default=None, metadata={
-        "help": "the server's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT (for --images local-files)"})
+        "help": "for --images local-files: the server's document root (default: "
+                "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT)"})
     include_exported: bool = field(default=False, metadata={
         "help": "also export crops an earlier sprint already holds"})
 
     def __post_init__(self) -> None:
+        check_day(self.day)
         if self.queue not in ("review", "labeling", "both"):
             raise ValueError(f"queue must be review, labeling or both, got {self.queue!r}")
         if self.images not in ("inline", "local-files"):
