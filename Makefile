@@ -1,13 +1,16 @@
 VENV ?= .venv
 STAMP := $(VENV)/.setup-done
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup demo test test-fast lint bench clean labelstudio
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	VENV=$(VENV) bash scripts/setup.sh
 	touch $(STAMP)
+
+labelstudio:               # Label Studio in its own venv (.venv-labelstudio) for labeling sprints and their e2e test
+	bash scripts/setup-labelstudio.sh
 
 demo: setup
 	$(VENV)/bin/tagloop demo

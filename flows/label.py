@@ -2,8 +2,8 @@
 
 The Label Studio server is named by ``--url`` (default ``LABEL_STUDIO_URL``, else
 ``http://localhost:8080``) and reached with the token in ``LABEL_STUDIO_API_KEY`` (a legacy
-token or a personal access token; the variable names are Label Studio SDK's own). The token
-is never an option, so it never shows in ``ps``.
+token or a personal access token; ``labeling.studio.StudioClient.from_env``). The token is
+never an option, so it never shows in ``ps``.
 """
 from __future__ import annotations
 
@@ -17,23 +17,13 @@ from dataclasses import asdict, fields
 from flows.options import BUCKET_HELP, JSON_HELP, _fields
 from flows.settings import Settings, bucket_url
 
-DEFAULT_URL = "http://localhost:8080"
-IMPORT_LOCK_TTL_S = 1800.0      # a killed import's lock is taken over after half an hour
-
-
-def studio_client(url: str | None):
-    """A ``labeling.studio.StudioClient`` for ``url`` (or ``LABEL_STUDIO_URL``) with ``LABEL_STUDIO_API_KEY``."""
-    from labeling.studio import StudioClient
-
-    return StudioClient(url or os.environ.get("LABEL_STUDIO_URL") or DEFAULT_URL,
-                        os.environ.get("LABEL_STUDIO_API_KEY", ""))
-
-
 def opts_label(p: argparse.ArgumentParser) -> None:
     from labeling.export import ExportConfig
 
     sub = p.add_subparsers(dest="label_command", required=True, metavar="{export,import}",
                            help="export: queues -> a Label Studio project; import: its annotations -> the bucket")
+    from labeling.studio import DEFAULT_URL
+
     url_help = f"Label Studio server (default: LABEL_STUDIO_URL, else {DEFAULT_URL}); token: LABEL_STUDIO_API_KEY"
     ex = sub.add_parser("export", formatter_class=p.formatter_class,
                         help="review + labeling queues -> a new Label Studio project",
@@ -77,6 +67,7 @@ def cmd_label(args: argparse.Namespace) -> int:
 def label_export(args: argparse.Namespace, settings: Settings) -> int:
     from bucket.storage import open_storage
     from labeling.export import ExportConfig, export_sprint
+    from labeling.studio import StudioClient
 
     given = {f.name: getattr(args, f.name) for f in fields(ExportConfig)}
     if given["images"] == "local-files" and not given["document_root"]:
@@ -85,7 +76,7 @@ def label_export(args: argparse.Namespace, settings: Settings) -> int:
     url = bucket_url(args.bucket, settings)
     storage = open_storage(url)
     storage.check()
-    s = export_sprint(storage, studio_client(args.url), cfg, url, settings.user or "unknown")
+    s = export_sprint(storage, StudioClient.from_env(args.url), cfg, url, settings.user or "unknown")
     if s.project is None:
         _say(args, f"nothing to label: {s.n_already_exported} queued crops are in an earlier sprint already, "
                    f"{len(s.missing)} are no longer in the bucket")
@@ -102,17 +93,14 @@ def label_export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def label_import(args: argparse.Namespace, settings: Settings) -> int:
-    from bucket.lock import bucket_lock
     from bucket.storage import open_storage
-    from labeling.importer import import_project
+    from labeling.importer import import_sprint
+    from labeling.studio import StudioClient
 
-    url = bucket_url(args.bucket, settings)
-    storage = open_storage(url)
-    storage.check()
-    client = studio_client(args.url)
-    owner = f"label-import {socket.gethostname()}:{os.getpid()}"
-    with bucket_lock(storage, owner, IMPORT_LOCK_TTL_S, lambda m: print(m, file=sys.stderr)):
-        s = import_project(storage, client, args.project, settings.extra_chars)
+    storage = open_storage(bucket_url(args.bucket, settings))
+    s = import_sprint(storage, StudioClient.from_env(args.url), args.project,
+                      f"label-import {socket.gethostname()}:{os.getpid()}", settings.extra_chars,
+                      lambda m: print(m, file=sys.stderr))
     _say(args, f"import project {s.project}: {s.n_tasks} tasks -> {s.n_corrections} new corrections, "
                f"{s.n_decisions} review decisions {s.decisions}, {s.n_already_imported} imported before, "
                f"{s.n_reported} not taken {s.reasons}")

@@ -21,16 +21,17 @@ export (``not_from_tagloop``, ``unknown_task``, ``other_project``), or whose cro
 (``crop_missing``) is reported with its reason and writes nothing: fix it in Label Studio and
 import again. Nothing is ever rewritten or deleted: a correction whose sidecar exists, and a
 decision whose annotation is already in ``decisions.jsonl``, count as ``already_imported``, so a
-second import writes nothing new. The caller holds the bucket lock (``bucket.lock``) so an import
-never overlaps an ingest or another import.
+second import writes nothing new. ``import_sprint`` holds the bucket lock (``bucket.lock``) while it
+writes, so an import never overlaps an ingest, a retrain or another import.
 """
 from __future__ import annotations
 
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
+from bucket.lock import bucket_lock
 from bucket.storage import ObjectNotFound, Storage
 from ingest.corrections import CORRECTIONS, write_correction
 from ingest.review import DECISIONS
@@ -40,6 +41,7 @@ from labeling.studio import StudioClient
 from recognizer.metrics import exact_match
 
 SOURCE = "labeling-sprint"
+LOCK_TTL_S = 1800.0      # a killed import's lock is taken over after half an hour
 
 
 @dataclass
@@ -203,3 +205,11 @@ def import_project(storage: Storage, client: StudioClient, project: int, extra_c
     run.summary.n_reported = len(run.summary.reported)
     run.summary.reasons = dict(Counter(r["reason"] for r in run.summary.reported))
     return run.summary
+
+
+def import_sprint(storage: Storage, client: StudioClient, project: int, owner: str, extra_chars: str = "",
+                  log: Callable[[str], None] = print) -> ImportSummary:
+    """``import_project`` under the bucket lock (``LockHeld`` when a retrain, ingest or import holds it)."""
+    storage.check()
+    with bucket_lock(storage, owner, LOCK_TTL_S, log):
+        return import_project(storage, client, project, extra_chars)

@@ -11,11 +11,13 @@ could not be set up. Authentication takes either kind of Label Studio token:
 """
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
 import requests
 
+DEFAULT_URL = "http://localhost:8080"
 TIMEOUT_S = 60.0
 PAGE = 100
 
@@ -49,6 +51,12 @@ class StudioClient:
         self.session = requests.Session()
         self._token = token
         self._authorize()
+
+    @classmethod
+    def from_env(cls, url: str | None = None) -> "StudioClient":
+        """``url`` (else ``LABEL_STUDIO_URL``, else ``DEFAULT_URL``) with the token in ``LABEL_STUDIO_API_KEY``:
+        Label Studio SDK's own variable names, read here as the GCS and MLflow clients read theirs."""
+        return cls(url or os.environ.get("LABEL_STUDIO_URL") or DEFAULT_URL, os.environ.get("LABEL_STUDIO_API_KEY", ""))
 
     def _authorize(self) -> None:
         if not is_personal_access_token(self._token):
