@@ -65,16 +65,22 @@ class StudioClient:
         access = self._send("POST", "/api/token/refresh", json={"refresh": self._token}, auth=False)["access"]
         self.session.headers["Authorization"] = f"Bearer {access}"
 
-    def _send(self, method: str, path: str, auth: bool = True, **kw: Any) -> Any:
+    def _request(self, method: str, path: str, auth: bool, **kw: Any) -> requests.Response:
         url = f"{self.url}{path}"
         try:
-            if auth:
+            if not auth:
+                return requests.request(method, url, timeout=self.timeout_s, **kw)
+            r = self.session.request(method, url, timeout=self.timeout_s, **kw)
+            if r.status_code == 401 and is_personal_access_token(self._token):     # the access token expired
+                self._authorize()
                 r = self.session.request(method, url, timeout=self.timeout_s, **kw)
-            else:
-                r = requests.request(method, url, timeout=self.timeout_s, **kw)
+            return r
         except (requests.ConnectionError, requests.Timeout) as e:
             raise StudioUnreachable(f"Label Studio at {self.url} did not answer {method} {path}: "
                                     f"{type(e).__name__}") from None
+
+    def _send(self, method: str, path: str, auth: bool = True, **kw: Any) -> Any:
+        r = self._request(method, path, auth, **kw)
         if r.status_code >= 500:
             raise StudioUnreachable(f"Label Studio at {self.url}: {method} {path} -> HTTP {r.status_code}")
         if r.status_code in (401, 403):
