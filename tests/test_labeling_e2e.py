@@ -174,3 +174,36 @@ def test_import_of_a_project_that_does_not_exist_is_a_clear_error(ls_env, tmp_pa
     (tmp_path / "b").mkdir()
     assert main(["label", "import", "987654", "--bucket", str(tmp_path / "b")]) == 3
     assert "HTTP 404" in capsys.readouterr().err
+
+
+def test_the_sprint_flow_imports_then_retrains(ls_env, prefect_api, monkeypatch, tmp_path, synth_crops, capsys):
+    """The deployment's flow (``sprint/import-and-retrain``): the import runs first, then the retrain flow on the
+    same bucket with the run's parameters (a whole retrain takes minutes: replaced by a recorder here; the
+    retrain flow has its own tests)."""
+    import flows.sprint
+    from bucket.storage import open_storage
+
+    (tmp_path / "b").mkdir()
+    storage = open_storage(str(tmp_path / "b"))
+    queued = seed_labeling(storage, synth_crops[:1])
+    ex = _cli(capsys, "label", "export", "--bucket", str(tmp_path / "b"), "--json")
+    task = _api(ls_env, "GET", "/api/tasks/", params={"project": ex["project"]})["tasks"][0]
+    _annotate(ls_env, task["id"], code(synth_crops[0].label))
+    calls = []
+
+    class Done:
+        def to_json(self) -> str:
+            return json.dumps({"promoted": False})
+
+    def retrain(**kw):
+        calls.append((kw, [o.name for o in storage.list("corrections/")]))
+        return Done()
+
+    monkeypatch.setattr(flows.sprint, "retrain", retrain)
+    out = flows.sprint.after_sprint(project=ex["project"], bucket=str(tmp_path / "b"), force=True, forced_by="kim")
+    assert out["import"]["n_corrections"] == 1 and out["retrain"] == {"promoted": False}
+    (kw, seen), = calls
+    assert kw["bucket"] == str(tmp_path / "b") and kw["force"] and kw["forced_by"] == "kim"
+    assert len(seen) == 2 and all(name.startswith("corrections/2") and "n0-ls" in name for name in seen)
+    sidecar = json.loads(storage.read(next(n for n in seen if n.endswith(".json"))))
+    assert (sidecar["origin_key"], sidecar["corrected_label"]) == (queued[0]["key"], synth_crops[0].label)
