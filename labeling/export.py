@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import secrets
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -107,7 +108,8 @@ def select_items(storage: Storage, cfg: ExportConfig) -> tuple[list[QueueItem], 
 
 
 def _ext(name: str) -> str:
-    return name.rsplit(".", 1)[-1].lower() if "." in name.rsplit("/", 1)[-1] else "png"
+    ext = name.rsplit(".", 1)[-1].lower() if "." in name.rsplit("/", 1)[-1] else "png"
+    return ext if ext in MIME else "png"
 
 
 def task_for(item: QueueItem, sprint: str, image_url: str) -> dict[str, Any]:
@@ -126,7 +128,7 @@ def _image_url(item: QueueItem, data: bytes, sprint: str, cfg: ExportConfig) -> 
     ext = _ext(item.image)
     if cfg.images == "inline":
         return f"data:{MIME.get(ext, 'application/octet-stream')};base64,{base64.b64encode(data).decode()}"
-    rel = f"tagloop/{sprint}/{item.kind}-{item.crop_id}.{ext}"
+    rel = f"tagloop/{sprint}/{item.kind}-{re.sub(r'[^A-Za-z0-9_.-]', '_', item.crop_id).lstrip('.')}.{ext}"
     path = os.path.join(str(cfg.document_root), *rel.split("/"))
     os.makedirs(os.path.dirname(path), exist_ok=True)
     atomic_write(path, data)

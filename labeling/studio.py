@@ -115,6 +115,8 @@ class StudioClient:
         for i in range(0, len(tasks), PAGE):
             doc = self._send("POST", f"/api/projects/{project}/import", json=tasks[i:i + PAGE])
             done += int(doc.get("task_count", 0))
+        if done != len(tasks):
+            raise StudioRefused(f"Label Studio at {self.url} created {done} of {len(tasks)} tasks in project {project}")
         return done
 
     def project_tasks(self, project: int) -> list[dict[str, Any]]:

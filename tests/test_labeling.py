@@ -8,6 +8,7 @@ import base64
 import io
 import json
 import os
+import socket
 
 import pandas as pd
 import pytest
@@ -225,3 +226,42 @@ def test_a_crop_deleted_after_the_export_is_reported(tmp_path, synth_crops):
     os.remove(tmp_path / queued[0]["key"])
     s = import_project(storage, studio, p)
     assert s.reasons["crop_missing"] == 1 and s.n_corrections == 1
+
+
+def test_local_files_export_copies_the_crops_under_the_document_root(tmp_path, synth_crops):
+    from bucket.storage import open_storage
+
+    for d in ("b", "docroot"):
+        (tmp_path / d).mkdir()
+    storage = open_storage(str(tmp_path / "b"))
+    queued = seed_labeling(storage, synth_crops[:2])
+    studio = FakeStudio()
+    s = _export(storage, studio, images="local-files", document_root=str(tmp_path / "docroot"))
+    folder = tmp_path / "docroot" / "tagloop" / s.sprint
+    assert studio.projects[s.project]["storages"] == [str(folder)]
+    for t in studio.project_tasks(s.project):
+        rel = t["data"]["image"].split("?d=", 1)[1]
+        assert (tmp_path / "docroot" / rel).read_bytes() == storage.read(t["data"]["key"])
+    assert len(queued) == 2
+
+
+def test_label_commands_fail_clearly_without_a_token_or_a_server(tmp_path, synth_crops, monkeypatch, capsys):
+    from bucket.storage import open_storage
+    from flows.cli import main
+
+    (tmp_path / "b").mkdir()
+    storage = open_storage(str(tmp_path / "b"))
+    seed_labeling(storage, synth_crops[:1])
+    monkeypatch.setenv("TAGLOOP_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
+    assert main(["label", "export", "--bucket", str(tmp_path / "b")]) == 2
+    assert "LABEL_STUDIO_API_KEY" in capsys.readouterr().err
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "t0ken-t0ken")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    assert main(["label", "export", "--bucket", str(tmp_path / "b"), "--url", closed]) == 3
+    assert "did not answer" in capsys.readouterr().err
+    assert main(["label", "import", "1", "--bucket", str(tmp_path / "b"), "--url", closed]) == 3
+    assert main(["label", "export", "--bucket", str(tmp_path / "nope"), "--url", closed]) == 3
+    assert storage.list("labeling/sprints/") == [] and storage.list("state/retrain/") == []
