@@ -44,28 +44,26 @@ def opts_label(p: argparse.ArgumentParser) -> None:
     im.add_argument("project", type=int, help="the Label Studio project id (`tagloop label export` printed it)")
 
 
-def _say(args: argparse.Namespace, text: str) -> None:
-    print(text, file=sys.stderr if args.json else sys.stdout)
-
-
 def cmd_label(args: argparse.Namespace) -> int:
     from bucket.lock import LockHeld
     from bucket.storage import StorageError
+    from flows.cli import _err
     from labeling.studio import StudioError
 
     settings = Settings.from_env()          # no Prefect here: nothing to set up for it
     try:
         return (label_export if args.label_command == "export" else label_import)(args, settings)
     except (StorageError, StudioError) as e:
-        print(f"tagloop: {e}", file=sys.stderr)
+        _err(str(e))
         return 3
     except LockHeld as e:
-        print(f"tagloop: {e}", file=sys.stderr)
+        _err(str(e))
         return 4
 
 
 def label_export(args: argparse.Namespace, settings: Settings) -> int:
     from bucket.storage import open_storage
+    from flows.cli import _err, _say
     from labeling.export import ExportConfig, export_sprint
     from labeling.studio import StudioClient
 
@@ -86,7 +84,7 @@ def label_export(args: argparse.Namespace, settings: Settings) -> int:
                    f"sprint, {s.n_over_max} over --max-tasks, {len(s.missing)} gone from the bucket; record {s.record}")
         _say(args, f"when the annotators are done: tagloop label import {s.project}")
     for key in s.missing:
-        print(f"tagloop: {key}: the crop is no longer in the bucket, not exported", file=sys.stderr)
+        _err(f"{key}: the crop is no longer in the bucket, not exported")
     if args.json:
         print(json.dumps(asdict(s), sort_keys=True))
     return 0
@@ -94,6 +92,7 @@ def label_export(args: argparse.Namespace, settings: Settings) -> int:
 
 def label_import(args: argparse.Namespace, settings: Settings) -> int:
     from bucket.storage import open_storage
+    from flows.cli import _err, _say
     from labeling.importer import import_sprint
     from labeling.studio import StudioClient
 
@@ -105,7 +104,7 @@ def label_import(args: argparse.Namespace, settings: Settings) -> int:
                f"{s.n_decisions} review decisions {s.decisions}, {s.n_already_imported} imported before, "
                f"{s.n_reported} not taken {s.reasons}")
     for r in s.reported:
-        print(f"tagloop: task {r['task']} ({r['key']}): {r['reason']}: {r['detail']}", file=sys.stderr)
+        _err(f"task {r['task']} ({r['key']}): {r['reason']}: {r['detail']}")
     if s.n_corrections or s.n_decisions:
         _say(args, "the next `tagloop ingest` (or retrain) takes them in")
     if args.json:
