@@ -2,7 +2,7 @@ VENV ?= .venv
 STAMP := $(VENV)/.setup-done
 TOOLS_STAMP := $(VENV)/.test-tools-done
 
-.PHONY: setup test-tools demo test test-fast lint bench clean
+.PHONY: setup test-tools demo test test-fast lint bench clean labelstudio
 
 setup: $(STAMP)
 
@@ -15,6 +15,9 @@ test-tools: $(TOOLS_STAMP)   # Tesseract + Chromium: for the tests and benchmark
 $(TOOLS_STAMP): $(STAMP)
 	TEST_TOOLS=1 APT_ONLY=1 VENV=$(VENV) bash scripts/setup.sh
 	touch $(TOOLS_STAMP)
+
+labelstudio:               # Label Studio in its own venv (.venv-labelstudio) for labeling sprints and their e2e test
+	bash scripts/setup-labelstudio.sh
 
 demo: setup
 	$(VENV)/bin/tagloop demo

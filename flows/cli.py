@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 from flows.options import (opts_approve, opts_batch_predict, opts_demo, opts_evaluate, opts_ingest, opts_monitor, opts_predict,
                            opts_pretrain, opts_promote, opts_retrain, opts_rollback, opts_status,
                            opts_synth)
+from flows.label import cmd_label, opts_label
 from flows.serve_cmd import cmd_serve, opts_serve
 from flows.settings import Settings, setup_environment
 
@@ -409,6 +410,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
     "pretrain": ("train a base model from synthetic data only", opts_pretrain, cmd_pretrain),
     "serve": ("HTTP API: read crops, record corrections; serves the champion, swapped in when promoted", opts_serve,
               cmd_serve),
+    "label": ("labeling sprints in Label Studio: export the queues, import the annotations", opts_label, cmd_label),
 }
 
 

@@ -71,17 +71,19 @@ def correction_key(crop_id: str, ext: str, created_at: str) -> str:
 
 def write_correction(storage: Storage, image: bytes, ext: str, predicted_label: str, confidence: float,
                      corrected_label: str, model_version: str, source: str = "web",
-                     crop_id: str | None = None, created_at: str | None = None, exclusive: bool = False) -> str:
+                     crop_id: str | None = None, created_at: str | None = None, exclusive: bool = False,
+                     extra: dict[str, Any] | None = None) -> str:
     """What the serving app calls: crop bytes first, then the sidecar. Returns the crop id.
 
     ``exclusive``: each object is created only if absent (atomically); an image already there with the
-    same bytes is kept, anything else raises ``CorrectionExists`` and nothing is replaced."""
+    same bytes is kept, anything else raises ``CorrectionExists`` and nothing is replaced.
+    ``extra``: more sidecar fields (a labeling sprint's annotator, ...); the contract's fields win."""
     ext = ext.lower().lstrip(".")
     if ext not in IMAGE_EXTS:
         raise ValueError(f"crop extension must be one of {IMAGE_EXTS}, got {ext!r}")
     crop_id = crop_id or uuid.uuid4().hex
     created_at = created_at or now_iso()
-    sidecar = {"crop_id": crop_id, "image": f"{crop_id}.{ext}", "predicted_label": predicted_label,
+    sidecar = {**(extra or {}), "crop_id": crop_id, "image": f"{crop_id}.{ext}", "predicted_label": predicted_label,
                "confidence": confidence, "corrected_label": corrected_label,
                "model_version": str(model_version), "created_at": created_at, "source": source}
     objects = [(correction_key(crop_id, ext, created_at), image, "image/png" if ext == "png" else "image/jpeg"),

@@ -11,10 +11,12 @@ from typing import Any
 from bucket.lock import LockHeld
 from bucket.storage import BucketNotFound, ObjectNotFound, ObjectUnreadable, OutOfSpace, UnsafeObjectName
 from ingest.pipeline import ValidationFailed
+from labeling.studio import StudioRefused
 
-# what no retry can fix: a bad parameter or object, a full disk, a held lock, a batch that failed validation
+# what no retry can fix: a bad parameter or object, a full disk, a held lock, a batch that failed validation,
+# Label Studio refusing a request (a bad token, no such project)
 PERMANENT = (BucketNotFound, ObjectNotFound, ObjectUnreadable, UnsafeObjectName, OutOfSpace, LockHeld,
-             ValidationFailed, ValueError, FileNotFoundError, TypeError, KeyError, RecursionError, OverflowError,
+             ValidationFailed, StudioRefused, ValueError, FileNotFoundError, TypeError, KeyError, RecursionError, OverflowError,
              MemoryError)
 
 

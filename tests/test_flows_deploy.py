@@ -100,6 +100,9 @@ def test_deploy_all_and_run_batch_predict_through_a_worker(server, tmp_path):
     assert deps["every-4h"]["pull_steps"][0]["prefect.deployments.steps.set_working_directory"]["directory"] == REPO
     sched = httpx.get(f"{api}/deployments/{deps['daily']['id']}/schedules").json()[0]["schedule"]
     assert (sched["cron"], sched["timezone"]) == ("30 6 * * *", "Europe/Berlin")
+    sprint = deps["import-and-retrain"]            # the manual retrain after a labeling sprint: no schedule
+    assert sprint["parameters"]["project"] is None and sprint["entrypoint"] == "flows/sprint.py:after_sprint"
+    assert httpx.get(f"{api}/deployments/{sprint['id']}/schedules").json() == []
 
     bucket = tmp_path / "bucket"
     storage = open_storage(str(bucket.mkdir() or bucket))

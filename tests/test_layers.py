@@ -4,7 +4,8 @@
     recognizer                        torch + onnxruntime; renders nothing, knows no bucket
     synth                             product-code grammar and rendering
     ingest
-    loop, monitoring, scoring, serve  (loop may use monitoring's reports, serve loop's registry; not the reverse)
+    loop, monitoring, scoring,        (loop may use monitoring's reports, serve loop's registry, labeling the
+    serve, labeling                    labeling queue of scoring; not the reverse)
     tasks
     flows
 
@@ -19,9 +20,10 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LAYER = {"bucket": 0, "crops": 0, "recognizer": 1, "synth": 2, "ingest": 3, "loop": 4, "monitoring": 4,
-         "scoring": 4, "serve": 4, "tasks": 5, "flows": 6}
+         "scoring": 4, "serve": 4, "labeling": 4, "tasks": 5, "flows": 6}
 SIDEWAYS = {("loop", "monitoring"),          # same layer, allowed direction: the cycle publishes reports
-            ("serve", "loop")}               # serving reads the registry's champion (loop.registry)
+            ("serve", "loop"),               # serving reads the registry's champion (loop.registry)
+            ("labeling", "scoring")}         # a sprint labels the labeling queue batch prediction writes
 NEVER_BELOW = {("recognizer", "bucket")}     # lower, and still refused: the recognizer knows no storage
 # Known exceptions, each with the reason it is still there. Remove an entry when its import goes.
 EXCEPTIONS = {

@@ -1,0 +1,1 @@
+"""Labeling sprints in Label Studio: export the review and labeling queues, import the annotations."""
