@@ -101,7 +101,9 @@ def test_every_bad_case_is_quarantined_with_its_reason(bucket, synth_crops):
     q = f"quarantine/{s.run_id}/corrections__{DAY}__corrupt/"
     assert bucket.read(q + "corrupt.png") == before[f"corrections/{DAY}/corrupt.png"]
     assert not any("evil" in o.name and "unsafe-" not in o.name for o in bucket.list("quarantine/"))
-    assert json.loads(bucket.read(f"reports/validation/{s.run_id}/results.json"))["success"] is False
+    results = json.loads(bucket.read(f"reports/validation/{s.run_id}/results.json"))
+    assert results["success"] is True and results["meta"]["every_row_passed"] is False   # accepted, rows quarantined
+    assert results["meta"]["tagloop"].startswith(f"accepted: {len(EXPECTED)} of {2 + len(EXPECTED)} rows failed")
     assert run_ingest(bucket, LENIENT, EchoReader()).n_new == 0
 
 
