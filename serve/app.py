@@ -63,7 +63,7 @@ class CorrectionOut(BaseModel):
 
 
 class BodyTooLarge(Exception):
-    pass
+    """The request body is over the API's size limit (answered 413)."""
 
 
 class BodyLimit:

@@ -29,7 +29,7 @@ class Receiver:
                 self.wfile.write(b"ok")
 
             def log_message(self, *args) -> None:
-                pass
+                """Quiet: the test reads what was received, not the server's access log."""
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/services/T000/B000/secret-token"
