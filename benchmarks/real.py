@@ -74,8 +74,12 @@ def engines(model: str, skip_tesseract: bool) -> dict:
     from loop.registry import resolve_model
     from recognizer.predict import Predictor
 
-    predictor = Predictor(resolve_model(model, Settings.from_env().home))
-    out = {"tagloop": lambda ims: [p.text for p in predictor.predict_arrays(ims)]}
+    from recognizer.photoreader import PHOTO_DIR
+
+    predictor = Predictor(resolve_model(model, Settings.from_env().home), photo=None)
+    photo = Predictor(resolve_model(model, Settings.from_env().home), photo=PHOTO_DIR)
+    out = {"tagloop": lambda ims: [p.text for p in predictor.predict_arrays(ims)],
+           "tagloop+photo": lambda ims: [p.text for p in photo.predict_arrays(ims)]}   # opt-in photo reader
     rapid = RapidOCRPeer(threads=1)
     out["rapidocr"] = lambda ims: [rapid.read(im) for im in ims]
     if not skip_tesseract:

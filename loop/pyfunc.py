@@ -103,7 +103,8 @@ RUNTIME = ("numpy", "pillow", "opencv-python-headless", "onnxruntime", "pandas",
 
 
 def _stage_code(tmp: str) -> list[str]:
-    """The packages the pyfunc imports, their ``.py`` files only (no weights, no caches), under ``tmp``."""
+    """The packages the pyfunc imports, their ``.py`` files (no weights, no caches) and the photo reader's
+    graph, under ``tmp``."""
     out = []
     for pkg, files in CODE.items():
         src, dst = os.path.join(ROOT, pkg), os.path.join(tmp, pkg)
@@ -111,6 +112,11 @@ def _stage_code(tmp: str) -> list[str]:
         for f in files or sorted(f for f in os.listdir(src) if f.endswith(".py")):
             shutil.copy(os.path.join(src, f), dst)
         out.append(dst)
+    photo = os.path.join(ROOT, "recognizer", "photo_model")
+    if os.path.isfile(os.path.join(photo, "model.onnx")):   # the photo reader reads unsure crops (predict.py)
+        os.makedirs(os.path.join(tmp, "recognizer", "photo_model"))
+        for f in ("config.json", "model.onnx"):
+            shutil.copy(os.path.join(photo, f), os.path.join(tmp, "recognizer", "photo_model", f))
     return out
 
 

@@ -22,6 +22,15 @@ base one when it is more confident by ``adapted_margin``, or when it is a brand 
 other is not and it is not much less confident (``adapted_layout_floor``).
 What the base path reads with confidence is therefore never changed by what the adapters
 learnt (forgetting), and the second pass costs time only on unsure crops.
+
+Photo reader (``recognizer.photoreader``, a recogniser initialised from PP-OCR, which learnt from real
+text): a crop whose final reading is below ``photo_below`` confidence is read again by it (the crop
+turned only by the taller-than-wide rule), and its reading replaces ours when its own confidence is
+at least ``photo_floor``; readings the adapted path won are left alone (what the loop learnt).
+The CRNN learnt our renderer; real phone photos are where it is unsure or wrong, and where the
+photo reader is right (real-dev 0.764 -> 0.891). Opt-in for now (``TAGLOOP_PHOTO_READER=on`` or
+``photo=PHOTO_DIR``): with it on, one night of adapters does not beat it on their own new domain
+(README, "Real phone photos"), so serving it by default waits until the loop trains it too.
 """
 from __future__ import annotations
 
@@ -37,6 +46,7 @@ from PIL import Image
 from recognizer.deskew import ANGLES, straighten
 from crops.codes import looks_like_a_code
 from recognizer.engine import Engine
+from recognizer.photoreader import PHOTO_DIR, PhotoReader
 from crops.image import gray_pixels, opened_bytes, opened_crop
 from recognizer.preprocess import CropError, resize_height, to_gray
 
@@ -68,8 +78,11 @@ class Predictor:
                  deskew_margin: float = 0.02, formats: bool = True, adapted_below: float = 0.95,
                  adapted_margin: float = 0.05, adapted_layout_floor: float = 0.2,
                  layout_floor: float = 0.1, flip_margin: float = 0.05, score: str = "min",
-                 loaded: tuple | None = None) -> None:
-        """``model_dir``: an artifact; or None with ``loaded`` = (model, tokenizer, config) in memory."""
+                 loaded: tuple | None = None, photo: str | None = "auto", photo_below: float = 0.9,
+                 photo_floor: float = 0.5) -> None:
+        """``model_dir``: an artifact; or None with ``loaded`` = (model, tokenizer, config) in memory.
+        ``photo``: "auto" (the shipped photo reader when ``TAGLOOP_PHOTO_READER=on``; none for a model in
+        memory), a photo reader's directory, or None (CRNN only)."""
         self.engine = Engine(model_dir, backend, batch_size, loaded, score)
         self.tok, self.config, self.height = self.engine.tok, self.engine.config, self.engine.height
         self.backend = self.engine.backend
@@ -86,6 +99,13 @@ class Predictor:
         # path 0: what serves first (the base path when there are adapters); path 1: the adapted path.
         # Passed down as an argument, never stored: one Predictor may serve several threads.
         self.two_paths = self.engine.paths > 1
+        if photo == "auto":
+            on = os.environ.get("TAGLOOP_PHOTO_READER", "").lower() in ("on", "1", "true", "yes")
+            photo = PHOTO_DIR if on and model_dir is not None else None
+        self.photo_dir = photo                  # loaded on first use (most crops never need it)
+        self._photo: PhotoReader | None = None
+        self.photo_below = photo_below         # readings below this confidence are read by the photo reader ...
+        self.photo_floor = photo_floor         # ... whose reading replaces ours when it is at least this sure
 
     def _read(self, grays: list[np.ndarray], path: int = 0) -> list[tuple[str, float, float]]:
         """Height-normalised crops -> [(text, confidence, P(upside down))] on ``path``."""
@@ -96,6 +116,7 @@ class Predictor:
         """RGB or grey crops (any orientation) -> predictions, in order."""
         grays = [to_gray(im) for im in images]
         preds = self._predict(grays)
+        learnt: set[int] = set()              # crops the adapted path read (what the nightly fine-tune learnt)
         if self.two_paths:
             unsure = [i for i, p in enumerate(preds) if p.confidence < self.adapted_below]
             if unsure:
@@ -103,7 +124,26 @@ class Predictor:
                 for i, p in zip(unsure, adapted):
                     if p.text and self._adapted_wins(p, preds[i]):
                         preds[i] = p
+                        learnt.add(i)
+        if self.photo_dir:
+            self._photo_pass(grays, preds, learnt)
         return preds
+
+    def _photo_pass(self, grays: list[np.ndarray], preds: list[Prediction], learnt: set[int]) -> None:
+        """Unsure readings are read again by the photo reader; a sure enough photo reading replaces ours.
+        Readings of the adapted path are left alone: the photo reader learns nothing from corrections, and
+        letting it overrule what the nightly fine-tune learnt would undo the loop (the e2e test's first night
+        went from promoted to "no decision" when it did)."""
+        unsure = [i for i, p in enumerate(preds) if p.confidence < self.photo_below and i not in learnt]
+        if not unsure:
+            return
+        if self._photo is None:
+            self._photo = PhotoReader(self.photo_dir)
+        turns = [90 if grays[i].shape[0] > 1.25 * grays[i].shape[1] else 0 for i in unsure]
+        reads = self._photo.read([_rot(grays[i], r) for i, r in zip(unsure, turns)])
+        for i, r, (text, conf) in zip(unsure, turns, reads):
+            if text and conf >= self.photo_floor:
+                preds[i] = Prediction(text, conf, r)
 
     def _adapted_wins(self, adapted: Prediction, base: Prediction) -> bool:
         """The adapted reading replaces an unsure base reading (measured rule: a confidently wrong adapted

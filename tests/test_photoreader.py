@@ -1,0 +1,117 @@
+"""The photo reader: its artifact is consistent, it reads, it trains what it should, and the predictor
+hands it exactly the unsure readings."""
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from recognizer.photoreader import PHOTO_DIR, PhotoReader, decode, prepare
+from recognizer.predict import Predictor
+
+
+@pytest.fixture(scope="module")
+def reader():
+    return PhotoReader(threads=1)
+
+
+@pytest.fixture(scope="module")
+def renders():
+    from synth.pools import render_pool
+
+    pool = render_pool(24, seed=8_800_001, workers=1, height=48)
+    return [pool.image(i) for i in range(len(pool))], pool.labels
+
+
+def test_shipped_graph_runs_the_same_in_torch_and_onnx(reader):
+    """model.onnx is what reads, graph.json + model.safetensors is what trains: they must be one model."""
+    import torch
+    from safetensors.numpy import load_file
+
+    from recognizer.graphnet import GraphNet
+
+    with open(os.path.join(PHOTO_DIR, "graph.json")) as f:
+        net = GraphNet(json.load(f), load_file(os.path.join(PHOTO_DIR, "model.safetensors"))).eval()
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 3, 48, 320)).astype(np.float32)
+    onnx_out = reader.sess.run(None, {"x": x})[0]
+    with torch.no_grad():
+        torch_out = net(torch.from_numpy(x)).numpy()
+    assert onnx_out.shape == torch_out.shape == (2, 40, len(reader.charset) + 1)   # 320 px -> 40 steps
+    assert np.abs(onnx_out - torch_out).max() < 1e-4
+
+
+def test_reads_rendered_codes_with_calibrated_confidence(reader, renders):
+    grays, labels = renders
+    reads = reader.read(grays)
+    right = [" ".join(t.split()) == " ".join(lab.split()) for (t, _), lab in zip(reads, labels)]
+    assert sum(right) >= 0.7 * len(labels), list(zip(reads, labels))
+    conf_right = np.mean([c for (_, c), r in zip(reads, right) if r])
+    assert all(0.0 <= c <= 1.0 for _, c in reads)
+    if not all(right):   # wrong readings are the less confident ones on average
+        assert np.mean([c for (_, c), r in zip(reads, right) if not r]) < conf_right
+
+
+def test_decode_collapses_repeats_and_blanks():
+    charset = "AB"
+    probs = np.zeros((1, 6, 3), np.float32)
+    for t, k in enumerate([1, 1, 0, 1, 2, 0]):     # A A _ A B _
+        probs[0, t, k] = 0.9 if t != 4 else 0.6
+    assert decode(probs, charset) == [("AAB", pytest.approx(0.6))]
+    assert decode(np.eye(3, dtype=np.float32)[None, [0, 0]], charset) == [("", 0.0)]
+
+
+def test_prepare_pads_short_crops_to_the_trained_width():
+    x = prepare([np.full((20, 40), 255, np.uint8), np.zeros((10, 200), np.uint8)], 48, 320)
+    assert x.shape == (2, 3, 48, 960)                       # 200 px at height 10 -> 960 at 48
+    assert x[0, :, :, :96].min() == 1.0 and (x[0, :, :, 96:] == 0).all()   # 40 px -> 96; zero padding after
+
+
+def test_predictor_consults_it_only_below_photo_below(base_model_dir, renders, monkeypatch):
+    grays, _ = renders
+    monkeypatch.delenv("TAGLOOP_PHOTO_READER", raising=False)
+    assert Predictor(base_model_dir).photo_dir is None                 # opt-in
+    monkeypatch.setenv("TAGLOOP_PHOTO_READER", "on")
+    crnn = Predictor(base_model_dir, photo=None).predict_arrays(grays)
+    always = Predictor(base_model_dir, photo_below=1.01, photo_floor=0.0).predict_arrays(grays)
+    direct = PhotoReader().read(grays)
+    assert [p.text for p in always] == [t for t, _ in direct]          # every crop: the photo reading
+    never = Predictor(base_model_dir, photo_below=0.0).predict_arrays(grays)
+    assert [(p.text, p.confidence) for p in never] == [(p.text, p.confidence) for p in crnn]
+    default = Predictor(base_model_dir).predict_arrays(grays)
+    for c, d, (t, conf) in zip(crnn, default, direct):
+        if c.confidence >= 0.9 or conf < 0.5:
+            assert (d.text, d.confidence) == (c.text, c.confidence)    # sure readings are never changed
+        else:
+            assert (d.text, d.confidence) == (t, conf)
+    monkeypatch.setenv("TAGLOOP_PHOTO_READER", "off")
+    off = Predictor(base_model_dir, photo_below=1.01, photo_floor=0.0)
+    assert off.photo_dir is None
+    assert [p.text for p in off.predict_arrays(grays)] == [p.text for p in crnn]
+
+
+def test_training_moves_only_neck_and_head_and_resumes(tmp_path, renders):
+    from safetensors.numpy import load_file
+
+    from recognizer.photoreader import FREEZE_UNTIL, export, train
+    from recognizer.pool import Pool
+
+    grays, labels = renders
+    pool_path = str(tmp_path / "pool.npz")
+    widths = np.array([g.shape[1] for g in grays], np.int32)
+    offsets = np.concatenate([[0], np.cumsum([g.size for g in grays])[:-1]]).astype(np.int64)
+    Pool(48, np.concatenate([g.reshape(-1) for g in grays]), widths, offsets, labels).save(pool_path)
+    out = tmp_path / "photo"
+    shutil.copytree(PHOTO_DIR, out, ignore=shutil.ignore_patterns("model.onnx"))
+    before = load_file(str(out / "model.safetensors"))
+    run = train(str(out), [pool_path], None, minutes=5, batch=4, every=2, max_steps=2, log=lambda s: None)
+    assert run["steps"] == [0, 2] and os.path.isfile(out / "step2.safetensors")
+    run2 = train(str(out), [pool_path], None, minutes=5, batch=4, every=2, max_steps=1, log=lambda s: None)
+    assert run2["steps"] == [2, 3]                                       # resumed from the checkpoint
+    assert [r["steps"] for r in json.loads((out / "config.json").read_text())["training"]][-2:] == [[0, 2], [2, 3]]
+    export(str(out), str(out / "last.safetensors"))
+    after = load_file(str(out / "model.safetensors"))
+    assert np.array_equal(before["conv2d_68.w_0"], after["conv2d_68.w_0"])        # backbone frozen
+    assert not np.array_equal(before["linear_8.w_0"], after["linear_8.w_0"])      # output layer learnt
+    assert FREEZE_UNTIL in after
+    assert PhotoReader(str(out)).read(grays[:2])                          # the exported graph reads
