@@ -285,8 +285,8 @@ def _finetune(init_dir: str, train_pool: Pool, val_pool: Pool, cfg: FinetuneConf
     res = fit(model, tok, train_pool, cfg.train, ckpt_dir, evaluate=val, meta=meta, log=log,
               on_eval=stop, max_batch_pixels=cfg.max_batch_pixels,
               train_mode=bn_frozen_train if cfg.freeze_bn else None, distill=teacher)
-    why = {"on_eval": f"no gain in {cfg.patience} checks", "seconds": f"time budget {cfg.train.seconds:.0f} s",
-           "steps": "step cap"}[res["stopped_by"]]
+    why = {"on_eval": f"no gain in {cfg.patience} checks", "seconds": f"the time budget ({cfg.train.seconds} s)",
+           "steps": "the step cap"}[res["stopped_by"]]
     log(f"fine-tune: best step {stop.best_step} val exact match {stop.best:.4f}; {res['step']} steps in "
         f"{res['train_s']:.0f} s, stopped by {why}")
     result_dir, alpha, blends, val_em = best_dir, 1.0, [], stop.best
