@@ -51,8 +51,8 @@ class FinetuneConfig:
     """
 
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=300, batch_size=64, lr=2e-3, warmup=25, eval_every=50, ckpt_every=50, workers=0, seconds=200.0))
-    patience: int = field(default=2, metadata={"help": "validation checks without improvement before stopping"})
+        steps=400, batch_size=64, lr=2e-3, warmup=25, eval_every=50, ckpt_every=50, workers=0, seconds=180.0))
+    patience: int = field(default=3, metadata={"help": "validation checks without improvement before stopping"})
     min_delta: float = 0.0         # improvement in validation exact match that counts
     max_batch_pixels: int = 64 * 32 * 512   # padded pixels per batch (wide crops -> smaller batches)
     new_row_bias: float = -8.0     # bias of appended output rows (keeps old readings unchanged)
