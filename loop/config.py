@@ -36,6 +36,7 @@ RECIPE: dict[str, tuple[str, ...]] = {
     "lr": ("finetune.train.lr",),
     "eval_every": ("finetune.train.eval_every",),
     "patience": ("finetune.patience",),
+    "patience_after": ("finetune.patience_after",),
     "budget_s": ("finetune.train.seconds",),
     "mix_new": ("mix.new",),
     "mix_replay": ("mix.replay",),

@@ -46,13 +46,16 @@ class FinetuneConfig:
     budget of training (evaluations included): the cosine ends at whichever comes first
     (``recognizer.train.lr_at``). Validation (plain forward of the validation pool, ~1-2 s per check
     for ~110 crops on 2 cores) runs every ``train.eval_every`` steps; ``patience`` checks without a
-    gain end the run, ``best/`` keeps the best check. How each number was chosen, and on which
-    domain: ``loop/README.md`` ("How long a fine-tune trains").
+    gain end the run, counted from ``patience_after`` of the cap on; ``best/`` keeps the best check.
+    How each number was chosen, and on which domain: ``loop/README.md`` ("How long a fine-tune trains").
     """
 
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         steps=400, batch_size=64, lr=2e-3, warmup=25, eval_every=50, ckpt_every=50, workers=0, seconds=180.0))
-    patience: int = field(default=3, metadata={"help": "validation checks without improvement before stopping"})
+    patience: int = field(default=2, metadata={"help": "validation checks without improvement before stopping"})
+    patience_after: float = field(default=0.5, metadata={
+        "help": "share of the step cap before which checks without improvement do not count towards patience "
+                "(the LR is near its peak there, and validation dips)"})
     min_delta: float = 0.0         # improvement in validation exact match that counts
     max_batch_pixels: int = 64 * 32 * 512   # padded pixels per batch (wide crops -> smaller batches)
     new_row_bias: float = -8.0     # bias of appended output rows (keeps old readings unchanged)
@@ -155,7 +158,8 @@ def _best_so_far(best_dir: str) -> tuple[float, int]:
 
 
 class _EarlyStop:
-    """Keeps ``best/`` up to date and says when ``patience`` evaluations brought nothing."""
+    """Keeps ``best/`` up to date and says when ``patience`` evaluations brought nothing; checks in the
+    first ``patience_after`` of the step cap do not count towards it (a dip there is not a plateau)."""
 
     def __init__(self, tok: CTCTokenizer, best_dir: str, cfg: FinetuneConfig, meta: dict,
                  on_eval: Callable[[dict], None] | None) -> None:
@@ -171,8 +175,8 @@ class _EarlyStop:
             save_model(model, self.tok, self.best_dir,
                        {**self.meta, "step": rec["step"], "val_exact_match": rec["exact_match"],
                         "history": history})
-        since = [h for h in history if h["step"] > self.best_step]
-        return len(since) >= self.cfg.patience
+        start = max(self.best_step, self.cfg.patience_after * self.cfg.train.steps)
+        return len([h for h in history if h["step"] > start]) >= self.cfg.patience
 
 
 def blend(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:

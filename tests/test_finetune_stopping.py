@@ -30,9 +30,10 @@ def _head(pool: Pool, n: int) -> Pool:
     return Pool.pack([pool.image(i) for i in range(n)], pool.labels[:n], pool.height)
 
 
-def _cfg(patience: int = 2, **train) -> FinetuneConfig:
+def _cfg(patience: int = 2, patience_after: float = 0.0, **train) -> FinetuneConfig:
     base = dict(steps=40, batch_size=16, lr=1e-3, warmup=2, eval_every=4, ckpt_every=4, workers=0, seconds=None)
-    return FinetuneConfig(train=TrainConfig(**{**base, **train}), patience=patience, trainable="all")
+    return FinetuneConfig(train=TrainConfig(**{**base, **train}), patience=patience, patience_after=patience_after,
+                          trainable="all")
 
 
 @pytest.fixture()
@@ -69,6 +70,15 @@ def test_a_longer_patience_rides_out_the_same_dip(tmp_path, tiny_pool, scripted_
     assert res.best_step == 20 and res.best_exact_match == 0.9 and res.stopped_by == "patience" and res.steps == 32
 
 
+def test_checks_before_patience_after_of_the_cap_are_no_plateau(tmp_path, tiny_pool, scripted_validation):
+    """An early peak and dip (the LR is near its peak there): with patience counted from half the cap on, the
+    run goes on past the dip, finds the later, better step, and stops 2 checks after half the cap."""
+    scripted_validation([0.1, 0.5, 0.4, 0.4, 0.6, 0.6])
+    res = finetune(_tiny_artifact(str(tmp_path / "init")), _head(tiny_pool, 64), _head(tiny_pool, 16),
+                   _cfg(patience_after=0.5), str(tmp_path / "ft"), **QUIET)   # without it: stopped at 12, best 4
+    assert (res.best_step, res.best_exact_match, res.stopped_by, res.steps) == (16, 0.6, "patience", 28)
+
+
 def test_the_step_cap_ends_a_run_that_keeps_improving(tmp_path, tiny_pool, scripted_validation):
     scripted_validation([0.1 * k for k in range(10)])
     res = finetune(_tiny_artifact(str(tmp_path / "init")), _head(tiny_pool, 64), _head(tiny_pool, 16),
@@ -100,7 +110,8 @@ def test_the_lr_schedule_ends_at_whichever_limit_comes_first():
 def test_the_nightly_recipe_states_its_limits():
     cfg = FinetuneConfig()
     assert cfg.train.seconds and cfg.train.steps and cfg.patience >= 1
-    assert cfg.train.eval_every * (cfg.patience + 1) < cfg.train.steps     # a plateau can end a run before the cap
+    earliest = cfg.patience_after * cfg.train.steps + cfg.patience * cfg.train.eval_every
+    assert earliest < cfg.train.steps                                       # a plateau can end a run before the cap
 
 
 def test_the_blend_check_reads_the_anchor_only_where_it_decides(monkeypatch, base_model_dir):
