@@ -26,8 +26,8 @@ class TrainConfig:
     stop_at: int | None = field(default=None, metadata={"help": "stop at this step, keeping the schedule of steps"})
     seconds: float | None = field(default=None, metadata={
         "help": "training wall-time budget in seconds, evaluations included (0/None: none); the cosine ends at "
-                "whichever of steps and seconds comes first, and training stops there"})   # a resumed run
-                                   # continues the clock
+                "whichever of steps and seconds comes first, and training stops there (a resumed run continues "
+                "its clock)"})
     batch_size: int = field(default=64, metadata={"help": "crops per step"})
     lr: float = field(default=1.5e-3, metadata={"help": "peak learning rate"})
     min_lr_frac: float = 0.03
