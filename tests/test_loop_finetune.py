@@ -34,7 +34,7 @@ def _head(pool: Pool, n: int = 48) -> Pool:
 def _cfg(**kw) -> FinetuneConfig:
     train = dict(steps=8, batch_size=16, lr=1e-3, warmup=2, eval_every=4, ckpt_every=4, workers=0)
     train.update(kw.pop("train", {}))
-    return FinetuneConfig(train=TrainConfig(**train), **{"patience_after": 0.0, **kw})
+    return FinetuneConfig(train=TrainConfig(**train), **{"patience": 3, "patience_after": 0.0, **kw})
 
 
 def test_extend_charset_keeps_old_readings_identical(base_model_dir, tiny_pool):
