@@ -8,7 +8,7 @@ runs once with the recipe, and the base model and the challenger read
 - the regression suite (the cycle's own metrics) and
 - the real photos of ``../shared/real-dev`` (forgetting on what users photograph; when present).
 
-    python -m benchmarks.domain_curve [--domains dot_matrix,dark_lowres,serif_plus] [--n 1000] [--steps 250]
+    python -m benchmarks.domain_curve [--domains dot_matrix,dark_lowres,serif_plus] [--n 1000] [--budget-s 0]
 """
 from __future__ import annotations
 
@@ -52,7 +52,8 @@ def one_domain(name: str, args, root: str, real: EvalData | None) -> dict:
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     imgs, labels = DOMAINS[name](args.n, 9_101)
     fill(bucket, [(f"{name}{i:05d}.jpg", b, lab) for i, (b, lab) in enumerate(zip(imgs, labels))])
-    recipe = {k: getattr(args, k) for k in ("steps", "eval_every", "patience", "lr") if getattr(args, k) is not None}
+    recipe = {k: getattr(args, k) for k in ("steps", "eval_every", "patience", "lr", "budget_s")
+              if getattr(args, k) is not None}
     cfg = cycle_config(CycleConfig(embed_evidently=False), **recipe)
     cfg = replace(cfg, ingest=IngestConfig(min_age_s=0, extra_chars=EXTRA_CHARS.get(name, "")))
     t = time.time()
@@ -76,7 +77,8 @@ def one_domain(name: str, args, root: str, real: EvalData | None) -> dict:
            "reason": s.reason[:600], "cycle_wall_s": round(wall, 1), "first_night_all_held_for_review": first,
            "n_released_from_review": s.ingest.get("n_released"), "stage_s": s.timings_s, "finetune": s.finetune,
            "recipe": {"steps": cfg.finetune.train.steps, "eval_every": cfg.finetune.train.eval_every,
-                      "patience": cfg.finetune.patience, "lr": cfg.finetune.train.lr}}
+                      "patience": cfg.finetune.patience, "lr": cfg.finetune.train.lr,
+                      "budget_s": cfg.finetune.train.seconds}}
     if not s.challenger_version:
         return out
     chall_dir = Registry().download(s.challenger_version, os.path.join(home, "cache", "models"))
@@ -88,7 +90,7 @@ def one_domain(name: str, args, root: str, real: EvalData | None) -> dict:
     out["regression_suite"] = {"n": s.metrics["champion"]["sets"]["regression"]["n"],
                                **{k: round(v, 4) for k, v in reg.items()},
                                "change_points": round(100 * (reg["challenger"] - reg["champion"]), 2)}
-    out["validation_history"] = [{k: h.get(k) for k in ("step", "exact_match")}
+    out["validation_history"] = [{k: h.get(k) for k in ("step", "train_s", "exact_match")}
                                  for h in read_config(chall_dir)["meta"].get("history", [])]
     return out
 
@@ -98,10 +100,13 @@ def main() -> None:
     ap.add_argument("--domains", default=",".join(DOMAINS), help="comma-separated, from benchmarks.domains")
     ap.add_argument("--n", type=int, default=1000, help="corrections per domain")
     ap.add_argument("--test-n", type=int, default=300, help="held-out crops of the domain scored")
-    ap.add_argument("--steps", type=int, default=None, help="fine-tune schedule (default: the nightly recipe)")
+    ap.add_argument("--steps", type=int, default=None, help="fine-tune step cap (default: the nightly recipe)")
     ap.add_argument("--eval-every", type=int, default=None, help="steps between validation checks")
     ap.add_argument("--patience", type=int, default=None, help="validation checks without a gain before stopping")
     ap.add_argument("--lr", type=float, default=None, help="peak learning rate")
+    ap.add_argument("--budget-s", type=float, default=None,
+                    help="fine-tune time budget in seconds (default: the nightly recipe's; 0: none, the step cap and "
+                         "patience alone end it, as on an idle machine)")
     ap.add_argument("--confirm-review", action="store_true",
                     help="when a night holds every correction for review, confirm them all (a sprint) and run again")
     ap.add_argument("--real", default=DEFAULT_DIR, help="real photos read for forgetting ('' to skip)")

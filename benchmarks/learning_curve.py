@@ -82,6 +82,7 @@ def one_point(n: int, pool: tuple[list[bytes], list[str]], test: EvalData, args,
     cfg = CycleConfig(mix=MixConfig(new=new, replay=replay, synthetic=synthetic, min_synthetic=args.min_synthetic,
                                     workers=args.workers, seed=args.seed, anchor=args.anchor),
                       finetune=FinetuneConfig(distill=args.distill, trainable=args.trainable, adapter=args.adapter,
+                                              patience=args.patience,
                                               train=TrainConfig(
                           steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=30,
                           eval_every=args.eval_every, ckpt_every=args.eval_every, seed=args.seed, workers=0)),
@@ -115,10 +116,14 @@ def main() -> None:
     ap.add_argument("--test-n", type=int, default=500, help="held-out dot-matrix crops scored per point")
     ap.add_argument("--mix", default="0.5,0.25,0.25", help="shares new,replay,synthetic")
     ap.add_argument("--min-synthetic", type=int, default=3000, help="unique synthetic crops at least")
-    ap.add_argument("--steps", type=int, default=250, help="fine-tune LR schedule (early stopping may end sooner)")
+    ap.add_argument("--steps", type=int, default=FinetuneConfig().train.steps,
+                    help="fine-tune step cap and LR schedule (a validation plateau may end sooner)")
     ap.add_argument("--batch-size", type=int, default=64, help="crops per step")
     ap.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
-    ap.add_argument("--eval-every", type=int, default=100, help="steps between validation checks")
+    ap.add_argument("--eval-every", type=int, default=FinetuneConfig().train.eval_every,
+                    help="steps between validation checks")
+    ap.add_argument("--patience", type=int, default=FinetuneConfig().patience,
+                    help="validation checks without a gain before stopping")
     ap.add_argument("--suite-per-family", type=int, default=60, help="regression suite crops per brand family")
     ap.add_argument("--distill", type=float, default=FinetuneConfig().distill,
                     help="weight of distillation from the champion on the crops it reads right (0: off)")

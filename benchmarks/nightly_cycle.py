@@ -4,7 +4,7 @@ Wall time per stage and the orchestration overhead share: (flow wall time - time
 the stage functions) / flow wall time. Prefect's ephemeral server start is timed separately
 (a trivial flow run first), so the share is the cost of running the stages as tasks.
 
-    python -m benchmarks.nightly_cycle [--n 1000] [--synthetic 5000] [--steps 250]
+    python -m benchmarks.nightly_cycle [--n 1000] [--synthetic 5000] [--steps CAP] [--budget-s SECONDS]
 """
 from __future__ import annotations
 
@@ -61,7 +61,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=1000, help="simulated corrections")
     ap.add_argument("--synthetic", type=int, default=5000, help="unique synthetic crops in the mix (min_synthetic)")
-    ap.add_argument("--steps", type=int, default=250, help="fine-tune LR schedule (early stopping may end sooner)")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="fine-tune step cap (default: the nightly recipe's; a plateau or the time budget may end sooner)")
+    ap.add_argument("--budget-s", type=float, default=None,
+                    help="fine-tune time budget in seconds (default: the nightly recipe's; 0: none)")
     ap.add_argument("--shifted-share", type=float, default=0.8, help="share of corrections from the dot-matrix domain")
     args = ap.parse_args()
     settings = setup_environment()
@@ -84,7 +87,8 @@ def main() -> None:
     spent: dict[str, float] = {}
     instrument(spent)
     t = time.perf_counter()
-    config = cycle_config(min_synthetic=args.synthetic, steps=args.steps)
+    recipe = {k: getattr(args, k) for k in ("steps", "budget_s") if getattr(args, k) is not None}
+    config = cycle_config(min_synthetic=args.synthetic, **recipe)
     config = replace(config, ingest=replace(config.ingest, min_age_s=0))
     s = retrain(bucket=os.path.join(root, "bucket"), config=config, progress=True)
     wall = time.perf_counter() - t
@@ -95,6 +99,9 @@ def main() -> None:
               "stage_wall_s": s.timings_s, "orchestration_overhead_s": round(wall - inside, 1),
               "orchestration_overhead_share": round((wall - inside) / wall, 4),
               "overhead_share_with_startup": round((wall + startup_s - inside) / (wall + startup_s), 4),
+              "recipe": {"steps": config.finetune.train.steps, "budget_s": config.finetune.train.seconds,
+                         "eval_every": config.finetune.train.eval_every, "patience": config.finetune.patience},
+              "finetune": {k: v for k, v in s.finetune.items()},
               "mix": s.mix, "promoted": s.promoted, "verdict": s.verdict, "reason": s.reason,
               "exact_match": {r: {k: None if v["exact_match"] is None else round(v["exact_match"], 4)
                                   for k, v in m["sets"].items()}

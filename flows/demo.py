@@ -44,7 +44,9 @@ class DemoConfig:
     # the rest of the recipe where it differs from the nightly defaults (loop.config.RECIPE names);
     # the regression suite and the gate are the defaults
     recipe: dict[str, Any] = field(default_factory=lambda: {
-        "batch_size": 32, "eval_every": 50, "mix_replay": 0.1, "mix_synthetic": 0.4, "min_synthetic": 300})
+        "batch_size": 32, "eval_every": 50, "mix_replay": 0.1, "mix_synthetic": 0.4, "min_synthetic": 300,
+        "patience": 3, "budget_s": 0.0})   # no time budget: a clock-bound run would not train the same weights
+                                            # every time
 
     def cycle(self) -> CycleConfig:
         """The demo's ``CycleConfig``: its recipe, seed, thread count, held-out share and anchor; uploads
@@ -159,7 +161,9 @@ def print_summary(s, seeds: list[Any], home: str, n_objects: int, wall_s: float)
     print(f"dataset version {ing['dataset_version']}; training mix {s.mix}")
     ft = getattr(s, "finetune", None) or {}
     if ft.get("blends"):
-        table = ", ".join(f"{b['alpha']:.2f}: {b['val_exact_match']:.3f}/{b['anchor_exact_match']:.3f}" for b in ft["blends"])
+        table = ", ".join(f"{b['alpha']:.2f}: {b['val_exact_match']:.3f}/"
+                          + ("-" if b["anchor_exact_match"] is None else f"{b['anchor_exact_match']:.3f}")
+                          for b in ft["blends"])
         kept = "the champion's own weights: every blend that learnt more read the anchor too much worse" \
             if ft["blend_alpha"] == 0 else f"weight {ft['blend_alpha']:.2f} on the fine-tuned model"
         print(f"fine-tune: best step {ft['best_step']}; blends (weight: validation / anchor exact match) {table}"

@@ -36,6 +36,8 @@ RECIPE: dict[str, tuple[str, ...]] = {
     "lr": ("finetune.train.lr",),
     "eval_every": ("finetune.train.eval_every",),
     "patience": ("finetune.patience",),
+    "patience_after": ("finetune.patience_after",),
+    "budget_s": ("finetune.train.seconds",),
     "mix_new": ("mix.new",),
     "mix_replay": ("mix.replay",),
     "mix_synthetic": ("mix.synthetic",),
@@ -81,8 +83,9 @@ def recipe_help(name: str) -> str:
 def cycle_config(base: CycleConfig | None = None, **values: Any) -> CycleConfig:
     """``base`` (default ``CycleConfig()``) with the flat recipe options in ``values`` set.
 
-    The fine-tune's warm-up (``min(30, steps // 10)``) follows ``steps`` and its checkpoint
-    interval follows ``eval_every``, as the defaults do. Unknown names are a ``ValueError``.
+    The fine-tune's warm-up (``min(25, steps // 10)``: the default's 25 at the default cap) follows
+    ``steps`` and its checkpoint interval follows ``eval_every``, as the defaults do. Unknown names are
+    a ``ValueError``.
     """
     unknown = set(values) - set(RECIPE)
     if unknown:
@@ -93,7 +96,7 @@ def cycle_config(base: CycleConfig | None = None, **values: Any) -> CycleConfig:
             cfg = _set(cfg, path, value)
     train = cfg.finetune.train
     if "steps" in values:
-        cfg = _set(cfg, "finetune.train.warmup", min(30, train.steps // 10))
+        cfg = _set(cfg, "finetune.train.warmup", min(25, train.steps // 10))
     if "eval_every" in values:
         cfg = _set(cfg, "finetune.train.ckpt_every", train.eval_every)
     return cfg

@@ -135,7 +135,8 @@ def run_cycle(storage: Storage, home: str, base_dir: str, cfg: CycleConfig | Non
         tracking.log_timings(clock.times)
     return CycleSummary(json.loads(ing.to_json()), champion.version, version, decision.promote, decision.reason,
                         metrics, uri, run.info.run_id, mix.info["counts"], decision.to_dict(), clock.times,
-                        {"best_step": ft.best_step, "steps": ft.steps, "blend_alpha": ft.alpha, "blends": ft.blends},
+                        {"best_step": ft.best_step, "steps": ft.steps, "stopped_by": ft.stopped_by,
+                         "train_s": round(ft.train_s, 1), "blend_alpha": ft.alpha, "blends": ft.blends},
                         decision.verdict)
 
 

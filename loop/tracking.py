@@ -90,7 +90,9 @@ def log_eval(rec: dict) -> None:
 
 
 def log_finetune(ft: FinetuneResult) -> None:
-    mlflow.log_metrics({"best_step": ft.best_step, "train_img_per_s": ft.img_per_s, "blend_alpha": ft.alpha})
+    mlflow.log_metrics({"best_step": ft.best_step, "steps_run": ft.steps, "train_s": ft.train_s,
+                        "train_img_per_s": ft.img_per_s, "blend_alpha": ft.alpha})
+    mlflow.set_tag("finetune.stopped_by", ft.stopped_by)
     if ft.blends:
         mlflow.log_dict({"blends": ft.blends, "alpha": ft.alpha}, "blends.json")
 

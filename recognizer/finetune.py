@@ -40,11 +40,22 @@ from recognizer.train import Distill, TrainConfig, fit, pick_device, seed_everyt
 
 @dataclass
 class FinetuneConfig:
-    """Fine-tuning recipe; ``train.steps`` is the LR schedule, early stopping may end it sooner."""
+    """Fine-tuning recipe: train until validation stops improving, within a step cap and a time budget.
+
+    ``train.steps`` caps the run and is the LR schedule's length; ``train.seconds`` is the wall-time
+    budget of training (evaluations included): the cosine ends at whichever comes first
+    (``recognizer.train.lr_at``). Validation (plain forward of the validation pool, ~1-2 s per check
+    for ~110 crops on 2 cores) runs every ``train.eval_every`` steps; ``patience`` checks without a
+    gain end the run, counted from ``patience_after`` of the cap on; ``best/`` keeps the best check.
+    How each number was chosen, and on which domain: ``loop/README.md`` ("How long a fine-tune trains").
+    """
 
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=250, batch_size=64, lr=2e-3, warmup=25, eval_every=100, ckpt_every=100, workers=0))
-    patience: int = field(default=3, metadata={"help": "validation checks without improvement before stopping"})
+        steps=400, batch_size=64, lr=2e-3, warmup=25, eval_every=50, ckpt_every=50, workers=0, seconds=180.0))
+    patience: int = field(default=2, metadata={"help": "validation checks without improvement before stopping"})
+    patience_after: float = field(default=0.5, metadata={
+        "help": "share of the step cap before which checks without improvement do not count towards patience "
+                "(the LR is near its peak there, and validation dips)"})
     min_delta: float = 0.0         # improvement in validation exact match that counts
     max_batch_pixels: int = 64 * 32 * 512   # padded pixels per batch (wide crops -> smaller batches)
     new_row_bias: float = -8.0     # bias of appended output rows (keeps old readings unchanged)
@@ -71,6 +82,9 @@ class FinetuneResult:
     img_per_s: float
     alpha: float = 1.0             # weight of the fine-tuned model in the result (1.0: ``best/`` as is)
     blends: list[dict] = field(default_factory=list)   # alpha -> val / anchor exact match
+    stopped_by: str = "steps"      # what ended training: "patience" (validation stopped improving),
+                                   # "seconds" (the time budget) or "steps" (the cap)
+    train_s: float = 0.0           # wall time of training with its validation checks (of ``wall_s``)
 
 
 def extend_charset(model: CRNN, tok: CTCTokenizer, new_chars: str,
@@ -144,7 +158,8 @@ def _best_so_far(best_dir: str) -> tuple[float, int]:
 
 
 class _EarlyStop:
-    """Keeps ``best/`` up to date and says when ``patience`` evaluations brought nothing."""
+    """Keeps ``best/`` up to date and says when ``patience`` evaluations brought nothing; checks in the
+    first ``patience_after`` of the step cap do not count towards it (a dip there is not a plateau)."""
 
     def __init__(self, tok: CTCTokenizer, best_dir: str, cfg: FinetuneConfig, meta: dict,
                  on_eval: Callable[[dict], None] | None) -> None:
@@ -160,8 +175,8 @@ class _EarlyStop:
             save_model(model, self.tok, self.best_dir,
                        {**self.meta, "step": rec["step"], "val_exact_match": rec["exact_match"],
                         "history": history})
-        since = [h for h in history if h["step"] > self.best_step]
-        return len(since) >= self.cfg.patience
+        start = max(self.best_step, self.cfg.patience_after * self.cfg.train.steps)
+        return len([h for h in history if h["step"] > start]) >= self.cfg.patience
 
 
 def blend(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
@@ -195,26 +210,38 @@ def choose_blend(champion: CRNN, tuned: CRNN, tok: CTCTokenizer, val_pool, ancho
 
     The serving path matters: a fine-tune that keeps upright readings can still lose crops
     the predictor rescues by turning or deskewing (its confidences move). Each blend is read
-    in memory (no artifact written).
+    in memory (no artifact written). Every blend reads the (small) validation pool; the
+    anchor (~1,500 crops, most of the cost) is read for the champion (alpha 0: the floor) and
+    then for the blends in order of validation exact match until one qualifies: the pick is
+    the same as reading them all, and a blend never read shows ``anchor_exact_match`` None.
     """
     from recognizer.predict import Predictor
 
     a, b = champion.state_dict(), tuned.state_dict()
-    probe = CRNN(tuned.cfg).eval()
     val, anc = _crops(val_pool), _crops(anchor)
-    rows = []
+    rows, readers = [], {}
     for alpha in sorted({0.0, *alphas}):
+        probe = CRNN(tuned.cfg).eval()
         probe.load_state_dict(blend(a, b, alpha))
-        predictor = Predictor(None, loaded=(probe, tok, {}))
-        rows.append({"alpha": alpha, "val_exact_match": serving_exact_match(predictor, val),
-                     "anchor_exact_match": serving_exact_match(predictor, anc)})
+        readers[alpha] = Predictor(None, loaded=(probe, tok, {}))
+        rows.append({"alpha": alpha, "val_exact_match": serving_exact_match(readers[alpha], val),
+                     "anchor_exact_match": None})
+    rows[0]["anchor_exact_match"] = serving_exact_match(readers[0.0], anc)
     floor = rows[0]["anchor_exact_match"] - tolerance
-    ok = [r for r in rows if r["anchor_exact_match"] >= floor - 1e-9]
-    pick = max(ok, key=lambda r: (r["val_exact_match"], -r["alpha"]))
+    for r in sorted(rows, key=lambda r: (-r["val_exact_match"], r["alpha"])):
+        if r["anchor_exact_match"] is None:
+            r["anchor_exact_match"] = serving_exact_match(readers[r["alpha"]], anc)
+        if r["anchor_exact_match"] >= floor - 1e-9:
+            pick = r
+            break
     log("fine-tune blends (alpha: val / anchor): " + ", ".join(
-        f"{r['alpha']:.2f}: {r['val_exact_match']:.3f}/{r['anchor_exact_match']:.3f}" for r in rows)
+        f"{r['alpha']:.2f}: {r['val_exact_match']:.3f}/{_em(r['anchor_exact_match'])}" for r in rows)
         + f" -> alpha {pick['alpha']:.2f}")
     return pick["alpha"], blend(a, b, pick["alpha"]), rows
+
+
+def _em(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
 
 
 def finetune(init_dir: str, train_pool: Pool, val_pool: Pool, cfg: FinetuneConfig, out_dir: str,
@@ -262,8 +289,10 @@ def _finetune(init_dir: str, train_pool: Pool, val_pool: Pool, cfg: FinetuneConf
     res = fit(model, tok, train_pool, cfg.train, ckpt_dir, evaluate=val, meta=meta, log=log,
               on_eval=stop, max_batch_pixels=cfg.max_batch_pixels,
               train_mode=bn_frozen_train if cfg.freeze_bn else None, distill=teacher)
-    log(f"fine-tune: best step {stop.best_step} val exact match {stop.best:.4f}"
-        f"{' (stopped early)' if res['stopped_early'] else ''}")
+    why = {"on_eval": f"no gain in {cfg.patience} checks", "seconds": f"the time budget ({cfg.train.seconds} s)",
+           "steps": "the step cap"}[res["stopped_by"]]
+    log(f"fine-tune: best step {stop.best_step} val exact match {stop.best:.4f}; {res['step']} steps in "
+        f"{res['train_s']:.0f} s, stopped by {why}")
     result_dir, alpha, blends, val_em = best_dir, 1.0, [], stop.best
     if blending:
         tuned, _, best_cfg = load_model(best_dir)
@@ -275,4 +304,5 @@ def _finetune(init_dir: str, train_pool: Pool, val_pool: Pool, cfg: FinetuneConf
                                 {**best_cfg["meta"], "blend_alpha": alpha, "blends": blends,
                                  "val_exact_match": val_em})
     return FinetuneResult(result_dir, stop.best_step, val_em, res["step"], res["stopped_early"], added,
-                          res["history"], time.time() - t0, res["img_per_s"], alpha, blends)
+                          res["history"], time.time() - t0, res["img_per_s"], alpha, blends,
+                          {"on_eval": "patience"}.get(res["stopped_by"], res["stopped_by"]), res["train_s"])

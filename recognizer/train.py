@@ -22,10 +22,12 @@ from recognizer.tokenizer import CTCTokenizer
 
 @dataclass
 class TrainConfig:
-    steps: int = field(default=20000, metadata={"help": "length of the LR schedule in optimizer steps"})
+    steps: int = field(default=20000, metadata={"help": "optimizer steps at most (the LR schedule's length)"})
     stop_at: int | None = field(default=None, metadata={"help": "stop at this step, keeping the schedule of steps"})
-    seconds: float | None = None   # time box: the cosine spans this much training wall time and training
-                                   # stops there (``steps`` still caps it); a resumed run continues the clock
+    seconds: float | None = field(default=None, metadata={
+        "help": "training wall-time budget in seconds, evaluations included (0/None: none); the cosine ends at "
+                "whichever of steps and seconds comes first, and training stops there (a resumed run continues "
+                "its clock)"})
     batch_size: int = field(default=64, metadata={"help": "crops per step"})
     lr: float = field(default=1.5e-3, metadata={"help": "peak learning rate"})
     min_lr_frac: float = 0.03
@@ -79,14 +81,14 @@ def seed_everything(seed: int) -> None:
 
 
 def lr_at(step: int, cfg: TrainConfig, elapsed: float = 0.0) -> float:
-    """Linear warm-up over ``cfg.warmup`` steps, then a cosine to ``min_lr_frac`` over the remaining
-    steps, or over the remaining time when the run is time-boxed (``cfg.seconds``)."""
+    """Linear warm-up over ``cfg.warmup`` steps, then a cosine to ``min_lr_frac``. Its progress is the
+    share of the remaining steps done or, when the run is time-boxed (``cfg.seconds``), of the time
+    budget spent (``elapsed`` seconds), whichever is further: the schedule ends where the run will."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
+    p = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
     if cfg.seconds:
-        p = min(1.0, elapsed / cfg.seconds)
-    else:
-        p = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+        p = max(p, min(1.0, elapsed / cfg.seconds))
     return cfg.lr * (cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * p)))
 
 
@@ -205,14 +207,14 @@ def fit(model: CRNN, tok: CTCTokenizer, train_pool: Pool, cfg: TrainConfig, out_
     loader = DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.workers,
                         persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda")
     last = min(cfg.steps, cfg.stop_at or cfg.steps)
-    stopped = False
+    stopped, timed_out = False, False
     clock = lambda: clock0 + time.time() - t0  # noqa: E731  training wall time, across resumes
     while step < last and not stopped:
         for batch in loader:  # each pass reshuffles (the sampler's generator advances)
             parts = train_step(model, opt, batch, cfg, device, lr_at(step, cfg, clock()), distill)
             step += 1
-            if cfg.seconds and clock() >= cfg.seconds:
-                last = step                   # the time box is over: evaluate, save and stop here
+            if cfg.seconds and clock() >= cfg.seconds and step < last:
+                last, timed_out = step, True  # the time box is over: evaluate, save and stop here
             seen += batch["images"].shape[0]
             ema = parts["ctc"] if ema is None else 0.98 * ema + 0.02 * parts["ctc"]
             if step % 100 == 0:
@@ -224,7 +226,7 @@ def fit(model: CRNN, tok: CTCTokenizer, train_pool: Pool, cfg: TrainConfig, out_
                 model.eval()
                 res = evaluate(model)
                 train_mode(model)
-                history.append({"step": step, "ctc": ema, **res})
+                history.append({"step": step, "ctc": ema, "train_s": round(clock(), 1), **res})
                 log(f"eval step {step}: {res}")
                 stopped = bool(on_eval and on_eval(model, history))
             if step % cfg.ckpt_every == 0 or step == last or stopped:
@@ -236,4 +238,5 @@ def fit(model: CRNN, tok: CTCTokenizer, train_pool: Pool, cfg: TrainConfig, out_
                 break
     model.eval()
     return {"step": step, "history": history, "img_per_s": seen / max(1e-9, time.time() - t0),
-            "stopped_early": stopped}
+            "stopped_early": stopped, "stopped_by": "on_eval" if stopped else "seconds" if timed_out else "steps",
+            "train_s": clock()}

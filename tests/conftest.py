@@ -8,6 +8,10 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("DO_NOT_TRACK", "true")
+# before any test module imports torch (most import it before recognizer, which sets the same default):
+# spinning OpenMP threads on a busy 2-core machine made an 8-step tiny fine-tune take 156 s instead of 3
+# (recognizer/__init__.py)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @pytest.fixture(scope="session")

@@ -41,7 +41,8 @@ pytestmark = pytest.mark.slow
 # 110-crop anchor.
 GATE = CycleConfig(gate=GateConfig(min_slice_n=1000), regression=RegressionConfig(per_family=6, min_per_condition=1),
                    ingest=IngestConfig(min_age_s=0, heldout_share=0.3), mix=MixConfig(min_val=30, anchor=110),
-                   finetune=FinetuneConfig(train=replace(FinetuneConfig().train, threads=2)), embed_evidently=False)
+                   finetune=FinetuneConfig(train=replace(FinetuneConfig().train, threads=2, seconds=None)),
+                   embed_evidently=False)
 NIGHT = dict(batch_size=32, lr=2e-3, eval_every=50, patience=3, mix_new=0.5, mix_replay=0.1, mix_synthetic=0.4,
              min_synthetic=300, workers=1, regression_tolerance=0.15)
 SMALL = {"config": cycle_config(GATE, **{**NIGHT, "steps": 150})}
