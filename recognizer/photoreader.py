@@ -34,22 +34,13 @@ import cv2
 import numpy as np
 
 from recognizer.checkpoint import ModelError, read_json
+from recognizer.engine import _session, _threads
 from recognizer.tokenizer import DEFAULT_CHARSET
 
 PHOTO_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "photo_model")
 FORMAT = "tagloop-photo/1"
 SOURCE = "PP-OCRv6_rec_small.onnx"      # inside the rapidocr wheel (rapidocr/models/)
 FREEZE_UNTIL = "conv2d_67.w_0"          # the first weight after the backbone (the neck's 1x1 conv)
-
-
-def _session(path: str, threads: int):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
 def prepare(grays: list[np.ndarray], height: int, min_width: int) -> np.ndarray:
@@ -84,11 +75,10 @@ class PhotoReader:
             raise ModelError(f"{model_dir}: not a photo reader ({cfg.get('format')!r})")
         self.config, self.charset = cfg, cfg["charset"]
         self.height, self.min_width = int(cfg["height"]), int(cfg["min_width"])
-        threads = threads or int(os.environ.get("OMP_NUM_THREADS") or 0) or max(1, min(4, os.cpu_count() or 1))
         path = os.path.join(model_dir, "model.onnx")
         if not os.path.isfile(path):
             raise ModelError(f"{model_dir}: no model.onnx (python -m recognizer.photoreader export {model_dir})")
-        self.sess = _session(path, threads)
+        self.sess = _session(path, threads or _threads())
 
     def read(self, grays: list[np.ndarray]) -> list[tuple[str, float]]:
         out = []
