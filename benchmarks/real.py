@@ -74,12 +74,11 @@ def engines(model: str, skip_tesseract: bool) -> dict:
     from loop.registry import resolve_model
     from recognizer.predict import Predictor
 
-    from recognizer.photoreader import PHOTO_DIR
-
-    predictor = Predictor(resolve_model(model, Settings.from_env().home), photo=None)
-    photo = Predictor(resolve_model(model, Settings.from_env().home), photo=PHOTO_DIR)
-    out = {"tagloop": lambda ims: [p.text for p in predictor.predict_arrays(ims)],
-           "tagloop+photo": lambda ims: [p.text for p in photo.predict_arrays(ims)]}   # opt-in photo reader
+    model_dir = resolve_model(model, Settings.from_env().home)
+    served = Predictor(model_dir)                     # as served: the CRNN, then the photo reader on unsure crops
+    crnn = Predictor(model_dir, photo=None)           # TAGLOOP_PHOTO_READER=off
+    out = {"tagloop": lambda ims: [p.text for p in served.predict_arrays(ims)],
+           "tagloop-crnn": lambda ims: [p.text for p in crnn.predict_arrays(ims)]}
     rapid = RapidOCRPeer(threads=1)
     out["rapidocr"] = lambda ims: [rapid.read(im) for im in ims]
     if not skip_tesseract:

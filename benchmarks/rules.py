@@ -20,7 +20,6 @@ from benchmarks.common import save, test_set
 from benchmarks.real import DEFAULT_DIR, load
 from recognizer.evaluate_files import read_labels
 from recognizer.metrics import exact_match
-from recognizer.photoreader import PHOTO_DIR
 from recognizer.preprocess import load_image
 
 # rule -> Predictor arguments that switch it off
@@ -29,8 +28,9 @@ RULES: dict[str, dict] = {
     "no 180-degree check": {"flip_check": 1.01, "sure": 0.0, "formats": False},
     "no brand-layout preference": {"formats": False},
     "no deskew retries": {"deskew_below": 0.0},
+    "photo reader below 0.9 only (until 2026-11-29)": {"photo_below": 0.9},
+    "no photo reader (TAGLOOP_PHOTO_READER=off)": {"photo": None},
 }
-ON = {"with the photo reader (opt-in)": {"photo": PHOTO_DIR}}
 
 
 def ece(conf: list[float], ok: list[bool], bins: int = 10) -> float:
@@ -72,7 +72,7 @@ def main() -> None:
             [r["label"] for r in real_rows])
     model = resolve_model(args.model, Settings.from_env().home)
     out: dict = {"model": args.model, "threads": 1, "rules": {}}
-    for rule, kwargs in {**RULES, **ON}.items():
+    for rule, kwargs in RULES.items():
         predictor = Predictor(model, **kwargs)
         out["rules"][rule] = {"renders": measure(predictor, *renders), "real": measure(predictor, *real)}
         r = out["rules"][rule]

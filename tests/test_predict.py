@@ -181,8 +181,8 @@ def test_adapters_change_only_readings_the_base_path_is_unsure_of(crops_dir, bas
     adapted = add_adapters(model, 8).eval()
     files = [os.path.join(crops_dir, "images", f) for f in sorted(os.listdir(os.path.join(crops_dir, "images")))]
     images = [load_image(f) for f in files]
-    base = Predictor(base_model_dir, backend="torch").predict_arrays(images)
-    fresh = Predictor(save_model(adapted, tok, str(tmp_path / "fresh")), backend="torch").predict_arrays(images)
+    base = Predictor(base_model_dir, backend="torch", photo=None).predict_arrays(images)   # the CRNN's rule alone
+    fresh = Predictor(save_model(adapted, tok, str(tmp_path / "fresh")), backend="torch", photo=None).predict_arrays(images)
     assert [(p.text, p.rotation) for p in fresh] == [(p.text, p.rotation) for p in base]   # zero adapters: identical
     torch.manual_seed(1)
     with torch.no_grad():                         # adapters that learnt something else entirely
@@ -190,7 +190,7 @@ def test_adapters_change_only_readings_the_base_path_is_unsure_of(crops_dir, bas
             if name.startswith("adapters."):
                 p.copy_(torch.randn_like(p) * 0.3)
     model_dir = save_model(adapted, tok, str(tmp_path / "noisy"))
-    both = Predictor(model_dir, backend="torch")
+    both = Predictor(model_dir, backend="torch", photo=None)
     got = both.predict_arrays(images)
     alone = both._predict([to_gray(im) for im in images], path=1)
     assert sum(a.text != b.text for a, b in zip(alone, base)) >= 12        # the adapted path alone reads differently
@@ -201,7 +201,7 @@ def test_adapters_change_only_readings_the_base_path_is_unsure_of(crops_dir, bas
             assert (g.text, g.confidence) == (a.text, a.confidence)
             assert (looks_like_a_code(a.text) and not looks_like_a_code(b.text)) or \
                 a.confidence > b.confidence + both.adapted_margin
-    onnx = Predictor(model_dir, backend="onnx").predict_arrays(images)
+    onnx = Predictor(model_dir, backend="onnx", photo=None).predict_arrays(images)
     assert [p.text for p in onnx] == [p.text for p in got]
 
 
@@ -213,3 +213,17 @@ def test_an_adapted_reading_must_be_surer_and_junk_does_not_win_on_its_layout(pr
     assert wins(Prediction("DD1391-100", 0.60), Prediction("DD1391-1OO", 0.70))    # a layout, nearly as sure
     assert not wins(Prediction("BT3967", 0.61), Prediction("BT5967", 0.58))        # surer, not by the margin
     assert wins(Prediction("BT3967", 0.75), Prediction("BT5967", 0.58))
+
+
+def test_an_adapted_reading_with_an_added_character_wins_when_as_sure(predictor, monkeypatch):
+    """The base path reads a character it never learnt (``+``) confidently as another (``4``): for a model whose
+    fine-tune added characters, an adapted reading that writes one wins at equal confidence, even over a sure
+    base reading; every other adapted reading keeps the usual rule."""
+    from recognizer.predict import Prediction
+
+    monkeypatch.setattr(predictor, "added", {"+"})
+    wins = predictor._adapted_wins
+    assert wins(Prediction("AB+12", 0.97), Prediction("AB412", 0.97))
+    assert not wins(Prediction("AB+12", 0.90), Prediction("AB412", 0.97))
+    assert not wins(Prediction("BT3967", 0.99), Prediction("BT5967", 0.96))     # sure base, no added character
+    assert wins(Prediction("BT3967", 0.75), Prediction("BT5967", 0.58))         # unsure base: the usual margin
