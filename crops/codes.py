@@ -55,6 +55,18 @@ def matches_known_format(text: str) -> bool:
     return any(rx.match(text) for _, rx in _FAMILY)
 
 
+# glyph pairs that print and phone photos blur into each other (shape, not layout): the predictor's tie-break
+# between an adapted reading and the photo reader's, and the pairs the confusion report counts
+# (``monitoring.confusions`` adds the dash/space pair)
+CONFUSABLE_GLYPHS = (("0", "O"), ("1", "I"), ("5", "S"), ("8", "B"))
+_CONFUSABLE = {frozenset(p) for p in CONFUSABLE_GLYPHS}
+
+
+def differ_by_confusables(a: str, b: str) -> bool:
+    """Two readings of one length that differ, and only in confusable glyphs (``1SMO1611D`` / ``1SM01611D``)."""
+    return len(a) == len(b) and a != b and all(x == y or frozenset((x, y)) in _CONFUSABLE for x, y in zip(a, b))
+
+
 def looks_like_a_code(text: str) -> bool:
     """One of the specific brand layouts (see the module docstring)."""
     return any(rx.match(text) for rx in _SPECIFIC)

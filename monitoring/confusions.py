@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections import Counter
 
+from crops.codes import CONFUSABLE_GLYPHS
 from recognizer.metrics import normalize
 
-CONFUSABLE = [("0", "O"), ("1", "I"), ("5", "S"), ("8", "B"), ("-", " ")]
+CONFUSABLE = [*CONFUSABLE_GLYPHS, ("-", " ")]
 PAIR_NAMES = [f"{a}>{b}" for a, b in CONFUSABLE] + [f"{b}>{a}" for a, b in CONFUSABLE]
 
 

@@ -47,3 +47,12 @@ def test_image_condition_and_the_slices_of_real_rows():
     assert real_slices(["DD1391-100", "GY7924"], rows) == {
         "brand": ["nike", "adidas"], "condition": ["clean", "inverted"], "length": ["8-10", "5-7"]}
     assert conditions(rows.iloc[:0]) == []
+
+
+def test_readings_that_differ_only_in_confusable_glyphs():
+    from crops.codes import differ_by_confusables
+
+    assert differ_by_confusables("1SMO1611D", "1SM01611D") and differ_by_confusables("B37846", "837846")
+    assert not differ_by_confusables("1SM01611D", "1SM01611D")          # the same reading
+    assert not differ_by_confusables("DA8291-311", "DA8291-101")        # 3 for 1: not a glyph confusion
+    assert not differ_by_confusables("FUS21G21", "FUS21G2")             # lengths differ

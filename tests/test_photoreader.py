@@ -89,10 +89,12 @@ def test_predictor_consults_it_only_below_photo_below(base_model_dir, renders, m
     assert [p.text for p in off.predict_arrays(grays)] == [p.text for p in crnn]
 
 
-def test_a_learnt_reading_gives_way_only_to_a_surer_photo_reading(base_model_dir, renders, tmp_path):
-    """What the adapters learnt stands unless the photo reader is surer; ``photo_over_learnt=None`` keeps it."""
+def test_a_learnt_reading_gives_way_only_to_a_surer_or_glyph_confusable_photo_reading(base_model_dir, renders, tmp_path):
+    """What the adapters learnt stands unless the photo reader is surer, or the two differ only in confusable glyphs
+    (``0``/``O``: the photo reader's wins); ``photo_over_learnt=None`` keeps it."""
     import torch
 
+    from crops.codes import differ_by_confusables
     from recognizer.checkpoint import load_model, save_model
     from recognizer.finetune import add_adapters
 
@@ -120,7 +122,8 @@ def test_a_learnt_reading_gives_way_only_to_a_surer_photo_reading(base_model_dir
             assert (s.text, s.confidence) == (k.text, k.confidence) == (t, c)   # every other crop: the photo reading
         else:
             assert (k.text, k.confidence) == (o.text, o.confidence)
-            assert (s.text, s.confidence) == ((t, c) if c > o.confidence else (o.text, o.confidence))
+            photo_wins = c > o.confidence or differ_by_confusables(o.text, t)
+            assert (s.text, s.confidence) == ((t, c) if photo_wins else (o.text, o.confidence))
 
 
 def test_a_reading_with_a_character_the_photo_reader_cannot_write_stands(base_model_dir, renders):
@@ -133,6 +136,23 @@ def test_a_reading_with_a_character_the_photo_reader_cannot_write_stands(base_mo
     predictor._photo_pass(grays[:2], preds, set())
     assert (preds[0].text, preds[0].confidence) == ("AB+12", 0.1)
     assert (preds[1].text, preds[1].confidence) == PhotoReader().read(grays[1:2])[0]
+
+
+def test_a_sure_learnt_reading_that_differs_only_in_a_confusable_glyph_gives_way(base_model_dir, renders):
+    from recognizer.predict import Prediction
+
+    grays, _ = renders
+    reads = PhotoReader().read(grays)
+    swap = {"0": "O", "O": "0", "1": "I", "I": "1", "5": "S", "S": "5", "8": "B", "B": "8"}
+    i, (text, conf) = next((i, r) for i, r in enumerate(reads) if set(r[0]) & set(swap) and r[1] >= 0.5)
+    k = next(j for j, ch in enumerate(text) if ch in swap)
+    confusable = text[:k] + swap[text[k]] + text[k + 1:]          # e.g. 1SMO1611D for 1SM01611D
+    other = text[:k] + ("7" if text[k] != "7" else "4") + text[k + 1:]   # a different glyph, not a confusable one
+    predictor = Predictor(base_model_dir, photo_below=1.01)
+    preds = [Prediction(confusable, 1.0), Prediction(other, 1.0)]           # no photo reading is surer
+    predictor._photo_pass([grays[i], grays[i]], preds, learnt={0, 1})
+    assert (preds[0].text, preds[0].confidence) == (text, conf)           # the photo reader's glyph wins
+    assert (preds[1].text, preds[1].confidence) == (other, 1.0)           # sure, and not a glyph confusion: stands
 
 
 def test_training_moves_only_neck_and_head_and_resumes(tmp_path, renders):
