@@ -84,7 +84,7 @@ def test_two_nights_first_promotes_second_refuses_poison(prefect_api, tagloop_ho
     already reads this domain at ~0.56-0.59 and one small night of adapters adds +0.01..+0.03 (n=121-241:
     "no decision", measured 2026-11-29), so the orchestration of a promotion is tested where a night's
     lift is unambiguous; what the loop gains with the photo reader serving is a benchmark
-    (``benchmarks.domain_curve``, README "Learning new domains") and the demo (``tagloop demo``)."""
+    (``benchmarks.domain_curve``, README "Learning loop") and the demo (``tagloop demo``)."""
     from flows.retrain import retrain
 
     monkeypatch.setenv("TAGLOOP_PHOTO_READER", "off")
