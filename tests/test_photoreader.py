@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
+from adapter_helpers import scramble_adapters
 from recognizer.photoreader import PHOTO_DIR, PhotoReader, decode, prepare
 from recognizer.predict import Predictor
 
@@ -92,8 +93,6 @@ def test_predictor_consults_it_only_below_photo_below(base_model_dir, renders, m
 def test_a_learnt_reading_gives_way_only_to_a_surer_or_glyph_confusable_photo_reading(base_model_dir, renders, tmp_path):
     """What the adapters learnt stands unless the photo reader is surer, or the two differ only in confusable glyphs
     (``0``/``O``: the photo reader's wins); ``photo_over_learnt=None`` keeps it."""
-    import torch
-
     from crops.codes import differ_by_confusables
     from recognizer.checkpoint import load_model, save_model
     from recognizer.finetune import add_adapters
@@ -101,11 +100,7 @@ def test_a_learnt_reading_gives_way_only_to_a_surer_or_glyph_confusable_photo_re
     grays, _ = renders
     model, tok, _ = load_model(base_model_dir)
     adapted = add_adapters(model, 8).eval()
-    torch.manual_seed(3)
-    with torch.no_grad():                         # adapters that learnt something else entirely
-        for name, p in adapted.named_parameters():
-            if name.startswith("adapters."):
-                p.copy_(torch.randn_like(p) * 0.3)
+    scramble_adapters(adapted, 3)            # adapters that learnt something else entirely
     model_dir = save_model(adapted, tok, str(tmp_path / "noisy"))
     paths = dict(adapted_below=1.01, adapted_margin=-1.0, backend="torch")   # every crop: the adapted reading wins
     crnn = Predictor(model_dir, photo=None, **paths)
