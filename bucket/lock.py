@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from bucket.state import encode_json, read_json, write_json
-from bucket.storage import Storage
+from bucket.storage import Storage, StorageError
 
 LOCK_KEY = "state/retrain/lock.json"
 BROKEN_PREFIX = "state/retrain/broken-locks/"
@@ -111,11 +111,21 @@ def bucket_lock(storage: Storage, owner: str, ttl_s: float = DEFAULT_TTL_S,
     ``break_by``: the person taking over a live lock (recorded; see the module docstring).
     """
     lock = BucketLock(storage, owner, ttl_s, break_by=break_by)
-    lock.acquire(log)
-    try:
-        yield lock
-    finally:
+
+    def release() -> None:
         try:
             lock.release()
         except Exception as e:  # noqa: BLE001 - the bucket may be the reason we are failing
             log(f"lock: could not release {storage.uri(lock.key)} ({e}); it expires after {ttl_s:.0f} s")
+
+    try:
+        lock.acquire(log)
+    except (LockHeld, StorageError):        # nothing of ours was left in the bucket
+        raise
+    except BaseException:                   # stopped part-way (a signal): our lock may be in place already
+        release()
+        raise
+    try:
+        yield lock
+    finally:
+        release()

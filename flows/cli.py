@@ -22,21 +22,33 @@ from flows.serve_cmd import cmd_serve, opts_serve
 from flows.settings import Settings, setup_environment
 
 
+class StopSignal:
+    """What ``stop_on_signals`` saw: the name of the first stop signal that arrived, or None."""
+
+    def __init__(self) -> None:
+        self.name: str | None = None
+
+
 @contextmanager
-def stop_on_signals() -> Iterator[None]:
+def stop_on_signals() -> Iterator[StopSignal]:
     """SIGTERM (``kill``, a scheduler stopping the run) raises KeyboardInterrupt like Ctrl-C does, so the run
     unwinds: ``finally`` blocks release the bucket lock and remove temporary files, Prefect marks the run and
-    stops the temporary server it started. Without it the default action kills the process on the spot."""
+    stops the temporary server it started. Without it the default action kills the process on the spot.
+
+    The yielded ``StopSignal`` records the signal, so the caller can report a stop as a stop even when
+    the unwinding surfaces as another error (a library's cleanup failing part-way)."""
+    seen = StopSignal()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield seen
         return
 
     def interrupt(signum: int, _frame: object) -> None:
+        seen.name = seen.name or signal.Signals(signum).name
         raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
-        yield
+        yield seen
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -451,16 +463,27 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if not a.startswith("-")), None)
     args = build_parser(command if command in COMMANDS else "").parse_args(argv)
+    stop = StopSignal()
     try:
-        with stop_on_signals():
-            return args.func(args)
+        with stop_on_signals() as stop:
+            code = args.func(args)
+        if not stop.name or code == 0:
+            return code
+        failure = f"exit {code}"                        # a command's own error path ran while it was unwinding
     except KeyboardInterrupt:
-        _err("stopped by a signal: the bucket lock was released and nothing past the last commit was kept; "
-             "the next run picks up from there")
-        return 130
-    except (FileNotFoundError, ValueError) as e:
-        _err(str(e))
-        return 2
+        failure = None
+    except BaseException as e:
+        if type(e).__name__ == "TerminationSignal":     # Prefect's own SIGTERM bridge, raised inside a flow
+            stop.name = stop.name or "SIGTERM"
+        if not stop.name or isinstance(e, SystemExit):
+            if isinstance(e, (FileNotFoundError, ValueError)):
+                _err(str(e))
+                return 2
+            raise
+        failure = f"{type(e).__name__}: {e}"            # the signal surfaced as another error while unwinding
+    _err("stopped by a signal: the bucket lock was released and nothing past the last commit was kept; "
+         "the next run picks up from there" + (f" (while stopping: {failure})" if failure else ""))
+    return 130
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -112,3 +113,33 @@ def test_unknown_model_reference_is_a_clear_error(tmp_path, capsys):
     img.write_bytes(b"")
     assert main(["predict", str(img), "--out", str(tmp_path / "p.csv"), "--model", str(tmp_path / "nope")]) == 2
     assert "model directory not found" in capsys.readouterr().err
+
+
+def test_a_stop_signal_is_reported_as_a_stop_whatever_error_the_unwinding_raises(capsys, monkeypatch):
+    """SIGTERM mid-command exits 130 with one line, even when a library's cleanup turns the interrupt into
+    another error (CI once saw exit 2 from a FileNotFoundError raised while an ingest was unwinding)."""
+    import signal
+
+    from flows import cli
+
+    def killed_then_cleanup_fails(_args):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            raise FileNotFoundError(2, "No such file or directory", "/tmp/staging") from None
+        return 0
+
+    def plain_missing_file(_args):
+        raise FileNotFoundError(2, "No such file or directory", "crops.csv")
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setitem(cli.COMMANDS, "status", (cli.COMMANDS["status"][0], lambda sp: None, killed_then_cleanup_fails))
+    assert main(["status"]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("tagloop: stopped by a signal") and "FileNotFoundError" in err[0]
+    assert signal.getsignal(signal.SIGTERM) is before                # the process's own handler is back
+
+    monkeypatch.setitem(cli.COMMANDS, "status", (cli.COMMANDS["status"][0], lambda sp: None, plain_missing_file))
+    assert main(["status"]) == 2                           # no signal: a missing file is the user's error, exit 2
+    assert "crops.csv" in capsys.readouterr().err

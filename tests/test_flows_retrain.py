@@ -254,3 +254,23 @@ def test_the_mix_is_persisted_as_npz_and_read_back_without_pickle(prefect_api):
         buf = io.BytesIO()
         np.savez(buf, **{"train.height": np.array([{"x": 1}], dtype=object)})
         MixSerializer().loads(base64.b64encode(buf.getvalue()))
+
+
+def test_lock_released_when_a_stop_signal_lands_right_after_it_was_taken(local_bucket, monkeypatch):
+    """A SIGTERM between creating the lock object and returning from ``acquire`` (the window a killed ingest
+    hit) still releases it: the next run is not refused for an hour."""
+    original = BucketLock.current
+    reads = []
+
+    def stopped_on_the_check(self):
+        reads.append(1)
+        if len(reads) == 2:                                   # the read-back after our create succeeded
+            raise KeyboardInterrupt("signal SIGTERM")
+        return original(self)
+
+    monkeypatch.setattr(BucketLock, "current", stopped_on_the_check)
+    with pytest.raises(KeyboardInterrupt):
+        with bucket_lock(local_bucket, "night-1"):
+            pass
+    monkeypatch.undo()
+    assert BucketLock(local_bucket, "x").current() is None

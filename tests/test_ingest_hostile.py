@@ -179,7 +179,7 @@ def test_sigterm_stops_ingest_cleanly_and_the_next_run_completes(tmp_path):
     assert p.poll() is None, p.communicate()
     p.send_signal(signal.SIGTERM)
     _, err = p.communicate(timeout=120)
-    assert p.returncode == 130 and "stopped by a signal" in err and "Traceback" not in err
+    assert p.returncode == 130 and "stopped by a signal" in err and "Traceback" not in err, err[-3000:]
     time.sleep(0.5)
     with pytest.raises(ProcessLookupError):
         os.killpg(p.pid, 0)                                              # no orphaned Prefect server
