@@ -11,7 +11,7 @@ import time
 from benchmarks.common import save, test_set
 from benchmarks.peers import RapidOCRPeer, TesseractPeer
 from flows.settings import Settings
-from loop.registry import resolve_model
+from loop.modelref import resolve_model
 from recognizer.metrics import TextMatch
 from recognizer.predict import Predictor
 from crops.image import load_image

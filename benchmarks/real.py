@@ -71,7 +71,7 @@ def run_engine(name: str, read, images: list, labels: list[str]) -> dict:
 
 def engines(model: str, skip_tesseract: bool) -> dict:
     from flows.settings import Settings
-    from loop.registry import resolve_model
+    from loop.modelref import resolve_model
     from recognizer.predict import Predictor
 
     model_dir = resolve_model(model, Settings.from_env().home)

@@ -55,7 +55,7 @@ def measure(predictor, images: list, labels: list[str]) -> dict:
 
 def main() -> None:
     from flows.settings import Settings
-    from loop.registry import resolve_model
+    from loop.modelref import resolve_model
     from recognizer.predict import Predictor
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

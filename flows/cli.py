@@ -95,7 +95,7 @@ def csv_cell(text: str) -> str:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from bucket.files import atomic_write
-    from loop.registry import resolve_model
+    from loop.modelref import resolve_model
     from recognizer.predict import Predictor, display_name, expand_inputs
 
     files, notes = expand_inputs(args.images)
@@ -123,7 +123,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from loop.registry import resolve_model
+    from loop.modelref import resolve_model
     from recognizer.evaluate_files import evaluate_labelled, format_summary
 
     model_dir = resolve_model(args.model, Settings.from_env().home)
@@ -267,7 +267,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from loop.registry import Registry, registry_configured, setup_mlflow
+    from loop.modelref import registry_configured
+    from loop.registry import Registry, setup_mlflow
 
     settings = setup_environment()
     if not registry_configured(settings.home):
@@ -285,7 +286,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def cmd_promote(args: argparse.Namespace) -> int:
     """Make an existing registered version champion by hand (after a review, or to undo a rollback)."""
-    from loop.registry import Registry, registry_configured, setup_mlflow
+    from loop.modelref import registry_configured
+    from loop.registry import Registry, setup_mlflow
 
     by = args.by.strip()
     if not by:
@@ -311,7 +313,8 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def _approval(args: argparse.Namespace, approve: bool) -> int:
-    from loop.registry import Registry, registry_configured, setup_mlflow
+    from loop.modelref import registry_configured
+    from loop.registry import Registry, setup_mlflow
 
     settings = setup_environment()
     if not registry_configured(settings.home):

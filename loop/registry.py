@@ -8,7 +8,6 @@ Aliases: ``champion`` (what serving loads), ``challenger`` (last candidate),
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import time
@@ -18,15 +17,11 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-MODEL_NAME = "product-code-recognizer"
+from loop.modelref import CHAMPION, MODEL_NAME, artifact_dir, model_cache, parse_model_ref, tracking_uri, version_cache_dir
+
 EXPERIMENT = "tagloop"
-CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous-champion"
+CHALLENGER, PREVIOUS = "challenger", "previous-champion"
 PENDING = "pending"                 # version tag ``approval`` of a challenger waiting for ``tagloop approve``
-
-
-def tracking_uri(home: str) -> str:
-    """``MLFLOW_TRACKING_URI`` when set, else the embedded SQLite store under ``home``."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{os.path.join(home, 'mlflow', 'mlflow.db')}"
 
 
 def setup_mlflow(home: str, experiment: str = EXPERIMENT) -> str:
@@ -208,8 +203,7 @@ class Registry:
     # -- artifacts ----------------------------------------------------------------------
     def download(self, version: str, cache_dir: str) -> str:
         """Weights+config directory of ``version``, cached under ``cache_dir`` (versions never change)."""
-        key = hashlib.sha256(f"{mlflow.get_registry_uri()}|{self.name}".encode()).hexdigest()[:12]
-        dst = os.path.join(cache_dir, key, str(version))
+        dst = version_cache_dir(mlflow.get_registry_uri(), self.name, version, cache_dir)
         if os.path.isdir(dst):
             return artifact_dir(dst)
         tmp = f"{dst}.tmp-{os.getpid()}"
@@ -218,16 +212,6 @@ class Registry:
         mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{self.name}/{version}", dst_path=tmp)
         os.replace(tmp, dst)
         return artifact_dir(dst)
-
-
-def artifact_dir(downloaded: str) -> str:
-    """Local copy of a logged model -> its weights+config directory."""
-    root = os.path.join(downloaded, "artifacts")
-    found = sorted(d for d in (os.listdir(root) if os.path.isdir(root) else [])
-                   if os.path.isfile(os.path.join(root, d, "config.json")))
-    if len(found) != 1:
-        raise FileNotFoundError(f"{downloaded}: expected one recognizer artifact under artifacts/, found {found}")
-    return os.path.join(root, found[0])
 
 
 def _now() -> str:
@@ -255,55 +239,10 @@ def bootstrap(registry: Registry, base_dir: str) -> str | None:
     return version
 
 
-def parse_model_ref(ref: str) -> tuple[str, str, str]:
-    """``champion`` or ``models:/NAME@ALIAS`` / ``models:/NAME/VERSION`` -> (name, kind, value)."""
-    if ref == CHAMPION:
-        return MODEL_NAME, "alias", CHAMPION
-    body = ref[len("models:/"):] if ref.startswith("models:/") else None
-    if not body or "/" not in body and "@" not in body:
-        raise ValueError(f"{ref}: expected models:/NAME@ALIAS or models:/NAME/VERSION")
-    if "@" in body:
-        name, alias = body.split("@", 1)
-        return name, "alias", alias
-    name, version = body.rsplit("/", 1)
-    if not version.isdigit():
-        raise ValueError(f"{ref}: version must be a number")
-    return name, "version", version
-
-
 def resolve_registry_model(ref: str, home: str) -> str | None:
     """Registry reference -> local weights+config directory, or None when the registry lacks it."""
     name, kind, value = parse_model_ref(ref)
     setup_mlflow(home)
     registry = Registry(name)
     version = registry.alias(value) if kind == "alias" else value if value in registry.versions() else None
-    return registry.download(version, os.path.join(home, "cache", "models")) if version else None
-
-
-def registry_configured(home: str) -> bool:
-    """A remote tracking server is set, or the embedded MLflow store exists (resolving never creates one)."""
-    return bool(os.environ.get("MLFLOW_TRACKING_URI")) or os.path.isfile(os.path.join(home, "mlflow", "mlflow.db"))
-
-
-def resolve_model(ref: str | None, home: str) -> str:
-    """REF -> local artifact directory (``home``: ``TAGLOOP_HOME``, where the embedded registry lives).
-
-    ``champion``: the registry's champion when a registry with versions exists, else the shipped
-    base model; ``models:/product-code-recognizer@ALIAS`` or ``/VERSION``: that registry version
-    (downloaded once under ``TAGLOOP_HOME/cache/models``); anything else: a local model directory.
-    """
-    from recognizer.checkpoint import base_model_dir
-
-    if ref in (None, "", "champion"):
-        found = resolve_registry_model("champion", home) if registry_configured(home) else None
-        return found or base_model_dir()
-    if ref.startswith("models:/"):
-        if not registry_configured(home):
-            raise ValueError(f"{ref}: no MLflow registry under {home} and MLFLOW_TRACKING_URI is not set")
-        found = resolve_registry_model(ref, home)
-        if not found:
-            raise ValueError(f"{ref}: no such registered model version")
-        return found
-    if not os.path.isdir(ref):
-        raise FileNotFoundError(f"{ref}: model directory not found")
-    return ref
+    return registry.download(version, model_cache(home)) if version else None

@@ -13,7 +13,8 @@ from typing import Any
 from bucket.lock import BucketLock
 from bucket.storage import Storage
 from ingest.state import IngestState
-from loop.registry import EXPERIMENT, Registry, registry_configured, setup_mlflow
+from loop.modelref import registry_configured
+from loop.registry import EXPERIMENT, Registry, setup_mlflow
 
 VERSION_TAGS = ("promoted_at", "promotion_reason", "forced_by", "approved_by", "replaced", "rolled_back_at",
                 "rolled_back_by")

@@ -65,20 +65,22 @@ class RegistryAlias:
     ``tagloop predict`` does. Nothing is created: an absent embedded store is not opened."""
 
     def __init__(self, home: str, alias: str = "champion", name: str | None = None) -> None:
-        from loop.registry import MODEL_NAME
+        from loop.modelref import MODEL_NAME
 
         self.home, self.alias, self.name = home, alias, name or MODEL_NAME
         self.ref = f"models:/{self.name}@{alias}"
         self._registry = None
 
     def _open(self):
-        from loop.registry import Registry, registry_configured, tracking_uri
+        from loop.modelref import registry_configured, tracking_uri
 
         if self._registry is None:
             if not registry_configured(self.home):
                 return None
             import mlflow
             from mlflow import MlflowClient
+
+            from loop.registry import Registry
 
             uri = tracking_uri(self.home)
             mlflow.set_tracking_uri(uri)

@@ -22,7 +22,7 @@ class ServeConfig:
 
 def model_source(ref: str, home: str) -> ModelSource:
     """``champion`` / ``models:/NAME@ALIAS`` follow the alias; a version or a directory is fixed."""
-    from loop.registry import parse_model_ref, resolve_model
+    from loop.modelref import parse_model_ref, resolve_model
 
     if ref in ("", "champion"):
         return RegistryAlias(home)

@@ -6,7 +6,7 @@ from prefect.cache_policies import NO_CACHE
 
 from ingest.pipeline import IngestConfig, IngestSummary, run_ingest
 from bucket.storage import open_storage
-from loop.registry import resolve_model
+from loop.modelref import resolve_model
 from tasks.retry import API_RETRIES, IO_RETRIES
 
 

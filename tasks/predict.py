@@ -7,7 +7,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from bucket.storage import open_storage
-from loop.registry import resolve_model
+from loop.modelref import resolve_model
 from scoring import incoming, outputs, score
 from tasks.retry import API_RETRIES, IO_RETRIES
 

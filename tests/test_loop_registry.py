@@ -12,7 +12,8 @@ from PIL import Image
 
 from recognizer.checkpoint import base_model_dir
 from loop.pyfunc import log_recognizer
-from loop.registry import Registry, bootstrap, parse_model_ref, resolve_model, tracking_uri
+from loop.modelref import parse_model_ref, resolve_model, tracking_uri
+from loop.registry import Registry, bootstrap
 
 
 def _register_copy(registry: Registry, model_dir: str) -> str:
@@ -214,3 +215,39 @@ def test_approval_mode_waits_for_a_person_and_refuses_stale_evidence(tagloop_hom
     assert main(["approve", v4, "--by", "ops"]) == 2
     assert f"judged against v{v2} but the champion is now v1" in capsys.readouterr().err
     assert reg.aliases()["champion"] == "1" and reg.version_tags(v4)["approval"] == "pending"
+
+
+def test_the_champion_is_resolved_without_mlflow_once_downloaded(tagloop_home):
+    """``tagloop predict`` reads the embedded store's alias table itself (importing MLflow costs more than
+    the rest of a one-photo command); it follows every alias move and never serves a deleted version."""
+    import subprocess
+    import sys
+
+    from loop.modelref import cached_registry_model
+    from loop.registry import resolve_registry_model
+
+    reg = Registry()
+    bootstrap(reg, base_model_dir())
+    assert cached_registry_model("champion", tagloop_home) is None          # not downloaded yet: ask MLflow
+    v1_dir = resolve_model("champion", tagloop_home)
+    assert cached_registry_model("champion", tagloop_home) == v1_dir
+    v2 = _register_copy(reg, base_model_dir())
+    reg.promote(v2, "test")
+    assert cached_registry_model("champion", tagloop_home) is None          # moved to a version not downloaded
+    v2_dir = resolve_model("champion", tagloop_home)
+    assert v2_dir != v1_dir and v2_dir == resolve_registry_model("champion", tagloop_home)
+    assert cached_registry_model("champion", tagloop_home) == v2_dir
+    reg.rollback()
+    assert cached_registry_model("champion", tagloop_home) == v1_dir        # rolled back: the cached v1
+    assert cached_registry_model("models:/product-code-recognizer@previous-champion", tagloop_home) is None
+    assert cached_registry_model("models:/product-code-recognizer/2", tagloop_home) == v2_dir
+    reg.client.delete_model_version(reg.name, v2)
+    assert cached_registry_model("models:/product-code-recognizer/2", tagloop_home) is None
+    with pytest.raises(ValueError, match="no such registered model version"):
+        resolve_model("models:/product-code-recognizer/2", tagloop_home)
+
+    code = ("import sys; from loop.modelref import resolve_model; print(resolve_model('champion', sys.argv[1])); "
+            "print('mlflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, tagloop_home], capture_output=True, text=True, check=True,
+                         env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}).stdout.split()
+    assert out == [v1_dir, "False"]
