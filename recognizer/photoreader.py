@@ -15,7 +15,7 @@ turns that recogniser into the project's own artifact and fine-tunes it on our r
 
 Reading (``PhotoReader``) needs ONNX Runtime, NumPy and OpenCV only (the slim install). Input: the
 grey crop (grey read real-dev better than colour: 0.945 vs 0.927 zero-shot) at height 48, right-padded
-to at least ``read_min_width`` px (240; PP-OCR was trained at 320, which reads no better and costs 25 % more). Confidence: the smallest per-character probability.
+to at least 320 px as PP-OCR was trained. Confidence: the smallest per-character probability.
 How the predictor uses it: ``recognizer/predict.py`` (``photo_below``, ``photo_floor``).
 
     python -m recognizer.photoreader convert OUT_DIR
@@ -74,8 +74,7 @@ class PhotoReader:
         if cfg.get("format") != FORMAT:
             raise ModelError(f"{model_dir}: not a photo reader ({cfg.get('format')!r})")
         self.config, self.charset = cfg, cfg["charset"]
-        self.height = int(cfg["height"])
-        self.min_width = int(cfg.get("read_min_width", cfg["min_width"]))   # reading may pad less than training
+        self.height, self.min_width = int(cfg["height"]), int(cfg["min_width"])
         path = os.path.join(model_dir, "model.onnx")
         if not os.path.isfile(path):
             raise ModelError(f"{model_dir}: no model.onnx (python -m recognizer.photoreader export {model_dir})")
@@ -139,8 +138,7 @@ def convert(out_dir: str, source: str | None = None) -> None:
     with open(os.path.join(out_dir, "graph.json"), "w") as f:
         json.dump(graph, f)
     save_file({k: np.ascontiguousarray(v) for k, v in weights.items()}, os.path.join(out_dir, "model.safetensors"))
-    cfg = {"format": FORMAT, "charset": DEFAULT_CHARSET, "height": 48, "min_width": 320, "read_min_width": 240,
-           "input": "grey, 3 channels",
+    cfg = {"format": FORMAT, "charset": DEFAULT_CHARSET, "height": 48, "min_width": 320, "input": "grey, 3 channels",
            "init": {"from": f"rapidocr {_version('rapidocr')} models/{SOURCE}", "license": "Apache-2.0",
                     "output_rows": "blank + the charset's 44 of the source's 18,710 classes"},
            "training": []}

@@ -68,24 +68,6 @@ def test_prepare_pads_short_crops_to_the_trained_width():
     assert x[0, :, :, :96].min() == 1.0 and (x[0, :, :, 96:] == 0).all()   # 40 px -> 96; zero padding after
 
 
-def test_reading_pads_to_the_artifacts_reading_width_and_older_artifacts_to_the_trained_one(reader, renders, tmp_path):
-    """The shipped artifact reads at 240 px (as well as at 320, a quarter faster); an artifact without
-    ``read_min_width`` reads as it was trained."""
-    cfg = json.load(open(os.path.join(PHOTO_DIR, "config.json")))
-    assert reader.min_width == cfg["read_min_width"] == 240 < cfg["min_width"]
-    old = tmp_path / "old"
-    shutil.copytree(PHOTO_DIR, old)
-    del cfg["read_min_width"]
-    (old / "config.json").write_text(json.dumps(cfg))
-    older = PhotoReader(str(old), threads=1)
-    assert older.min_width == 320
-    grays, labels = renders
-    short = [g for g in grays if g.shape[1] * 48 / g.shape[0] < 240]
-    assert short                                               # the case the two widths differ on
-    assert sum(t == lab for (t, _), lab in zip(reader.read(grays), labels)) >= \
-        sum(t == lab for (t, _), lab in zip(older.read(grays), labels)) - 1
-
-
 def test_predictor_consults_it_only_below_photo_below(base_model_dir, renders, monkeypatch):
     grays, _ = renders
     monkeypatch.delenv("TAGLOOP_PHOTO_READER", raising=False)
