@@ -15,7 +15,10 @@ turns that recogniser into the project's own artifact and fine-tunes it on our r
 
 Reading (``PhotoReader``) needs ONNX Runtime, NumPy and OpenCV only (the slim install). Input: the
 grey crop (grey read real-dev better than colour: 0.945 vs 0.927 zero-shot) at height 48, right-padded
-to at least 320 px as PP-OCR was trained. Confidence: the smallest per-character probability.
+to at least 320 px as PP-OCR was trained, after a margin of 0.3 x its height of its own edge pixels is
+added left and right (``read_margin``: PP-OCR reads detector boxes, which its DB detector draws about a
+third of the text height outside the text; shoppers' crops are often tight; measured in the README,
+"Real phone photos"). Confidence: the smallest per-character probability.
 How the predictor uses it: ``recognizer/predict.py`` (``photo_below``, ``photo_floor``).
 
     python -m recognizer.photoreader convert OUT_DIR
@@ -43,8 +46,13 @@ SOURCE = "PP-OCRv6_rec_small.onnx"      # inside the rapidocr wheel (rapidocr/mo
 FREEZE_UNTIL = "conv2d_67.w_0"          # the first weight after the backbone (the neck's 1x1 conv)
 
 
-def prepare(grays: list[np.ndarray], height: int, min_width: int) -> np.ndarray:
-    """Grey uint8 crops (already upright) -> N x 3 x height x W float32 in [-1, 1], zero-padded right."""
+def prepare(grays: list[np.ndarray], height: int, min_width: int, margin: float = 0.0) -> np.ndarray:
+    """Grey uint8 crops (already upright) -> N x 3 x height x W float32 in [-1, 1], zero-padded right.
+
+    ``margin``: each crop first gets ``margin`` x its height of its own edge pixels added left and right."""
+    if margin > 0:
+        grays = [cv2.copyMakeBorder(g, 0, 0, m, m, cv2.BORDER_REPLICATE) if (m := int(round(g.shape[0] * margin)))
+                 else g for g in grays]
     ws = [max(16, int(round(g.shape[1] * height / max(1, g.shape[0])))) for g in grays]
     x = np.zeros((len(grays), 3, height, max(max(ws), min_width)), np.float32)
     for i, (g, w) in enumerate(zip(grays, ws)):
@@ -75,6 +83,7 @@ class PhotoReader:
             raise ModelError(f"{model_dir}: not a photo reader ({cfg.get('format')!r})")
         self.config, self.charset = cfg, cfg["charset"]
         self.height, self.min_width = int(cfg["height"]), int(cfg["min_width"])
+        self.margin = float(cfg.get("read_margin", 0.0))       # reading only; training pads nothing
         path = os.path.join(model_dir, "model.onnx")
         if not os.path.isfile(path):
             raise ModelError(f"{model_dir}: no model.onnx (python -m recognizer.photoreader export {model_dir})")
@@ -83,7 +92,7 @@ class PhotoReader:
     def read(self, grays: list[np.ndarray]) -> list[tuple[str, float]]:
         out = []
         for g in grays:     # one at a time: padding a batch to its widest crop costs more than it saves
-            probs = self.sess.run(None, {"x": prepare([g], self.height, self.min_width)})[0]
+            probs = self.sess.run(None, {"x": prepare([g], self.height, self.min_width, self.margin)})[0]
             out += decode(probs, self.charset)
         return out
 
@@ -138,7 +147,8 @@ def convert(out_dir: str, source: str | None = None) -> None:
     with open(os.path.join(out_dir, "graph.json"), "w") as f:
         json.dump(graph, f)
     save_file({k: np.ascontiguousarray(v) for k, v in weights.items()}, os.path.join(out_dir, "model.safetensors"))
-    cfg = {"format": FORMAT, "charset": DEFAULT_CHARSET, "height": 48, "min_width": 320, "input": "grey, 3 channels",
+    cfg = {"format": FORMAT, "charset": DEFAULT_CHARSET, "height": 48, "min_width": 320, "read_margin": 0.3,
+           "input": "grey, 3 channels",
            "init": {"from": f"rapidocr {_version('rapidocr')} models/{SOURCE}", "license": "Apache-2.0",
                     "output_rows": "blank + the charset's 44 of the source's 18,710 classes"},
            "training": []}

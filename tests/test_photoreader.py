@@ -68,6 +68,19 @@ def test_prepare_pads_short_crops_to_the_trained_width():
     assert x[0, :, :, :96].min() == 1.0 and (x[0, :, :, 96:] == 0).all()   # 40 px -> 96; zero padding after
 
 
+def test_reading_adds_a_margin_of_the_crops_own_edge_pixels(reader):
+    """Tight crops get 0.3 x their height of edge pixels left and right before reading (PP-OCR reads
+    detector boxes, drawn about a third of the text height outside the text); top and bottom untouched."""
+    assert reader.margin == json.load(open(os.path.join(PHOTO_DIR, "config.json")))["read_margin"] == 0.3
+    g = np.zeros((20, 200), np.uint8)
+    g[:, 0], g[:, -1] = 100, 200
+    x = prepare([g], 20, 0, margin=0.3)                       # height 20: no resize, 6 px each side
+    assert x.shape == (1, 3, 20, 212)
+    left, right = (x[0, 0, :, :7] + 1) * 127.5, (x[0, 0, :, 205:] + 1) * 127.5
+    assert np.allclose(left, 100) and np.allclose(right, 200)
+    assert np.allclose(prepare([g], 20, 0), prepare([g], 20, 0, margin=0.0))
+
+
 def test_predictor_consults_it_only_below_photo_below(base_model_dir, renders, monkeypatch):
     grays, _ = renders
     monkeypatch.delenv("TAGLOOP_PHOTO_READER", raising=False)
