@@ -271,6 +271,6 @@ def test_lock_released_when_a_stop_signal_lands_right_after_it_was_taken(local_b
     monkeypatch.setattr(BucketLock, "current", stopped_on_the_check)
     with pytest.raises(KeyboardInterrupt):
         with bucket_lock(local_bucket, "night-1"):
-            pass
+            pytest.fail("the signal landed inside acquire: the block must not run")
     monkeypatch.undo()
     assert BucketLock(local_bucket, "x").current() is None
