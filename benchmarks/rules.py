@@ -28,6 +28,7 @@ RULES: dict[str, dict] = {
     "no 180-degree check": {"flip_check": 1.01, "sure": 0.0, "formats": False},
     "no brand-layout preference": {"formats": False},
     "no deskew retries": {"deskew_below": 0.0},
+    "180-degree turns not confirmed by the photo reader (until 2026-11-30)": {"photo_turns": False},
     "photo reader below 0.9 only (until 2026-11-29)": {"photo_below": 0.9},
     "no photo reader (TAGLOOP_PHOTO_READER=off)": {"photo": None},
 }

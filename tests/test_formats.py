@@ -56,3 +56,47 @@ def test_a_confident_reading_that_is_no_code_gets_the_180_degree_check():
     assert p.predict_arrays([_crop()])[0].text == "VN0AIR3J5"
     p = _Scripted(("VN0AIR3J5", 0.99, 0.05), ("SFE8IV0NA", 0.999, 0.05), deskew_below=0)
     assert p.predict_arrays([_crop()])[0].text == "VN0AIR3J5"
+
+
+class _Photo:
+    """A photo reader with fixed readings per orientation (marker pixel top-left = upright); counts its reads."""
+
+    charset = " -./:()#0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+    def __init__(self, upright, turned):
+        self.upright, self.turned, self.reads = upright, turned, 0
+
+    def read(self, grays):
+        self.reads += len(grays)
+        return [self.upright if g[0, 0] < 128 else self.turned for g in grays]
+
+
+def _with_photo(crnn_upright, crnn_turned, photo_upright, photo_turned, **kw):
+    from recognizer.photoreader import PHOTO_DIR
+
+    p = _Scripted(crnn_upright, crnn_turned, photo=PHOTO_DIR, deskew_below=0, **kw)
+    p._photo = _Photo(photo_upright, photo_turned)
+    return p
+
+
+def test_a_180_degree_turn_stands_only_when_the_photo_reader_reads_the_turned_view_surer():
+    # the CRNN's head says "upright" for both views and the turned reading is surer (BHE 094684, independent renders)
+    crnn = (("BHE 094684", 0.80, 0.0), ("789760 3H8", 0.993, 0.0))
+    assert _Scripted(*crnn, deskew_below=0).predict_arrays([_crop()])[0].rotation == 180      # CRNN alone: turned
+    p = _with_photo(*crnn, ("BHE 094684", 0.996), ("B89760 3H8", 0.63))
+    (pred,) = p.predict_arrays([_crop()])
+    assert (pred.text, pred.rotation) == ("BHE 094684", 0)
+    assert p._photo.reads == 2                      # both views once: the photo pass reuses the upright reading
+    # a crop that really is upside down: the photo reader reads the turned view surer, the turn stands
+    p = _with_photo(*crnn, ("B89760 3H8", 0.40), ("789760 3H8", 0.99))
+    (pred,) = p.predict_arrays([_crop()])
+    assert (pred.text, pred.rotation) == ("789760 3H8", 180)
+    # without the check (or without a photo reader) the CRNN's turn stands
+    p = _with_photo(*crnn, ("BHE 094684", 0.996), ("B89760 3H8", 0.63), photo_turns=False)
+    assert p.predict_arrays([_crop()])[0].rotation == 180
+
+
+def test_the_photo_reader_is_not_asked_about_crops_the_crnn_keeps_upright():
+    p = _with_photo(("DD1391-100", 0.99, 0.01), ("001-16E1QQ", 0.5, 0.9), ("DD1391-100", 0.99), ("x", 0.1))
+    (pred,) = p.predict_arrays([_crop()])
+    assert (pred.text, pred.rotation, p._photo.reads) == ("DD1391-100", 0, 0)

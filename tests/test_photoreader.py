@@ -9,6 +9,7 @@ import pytest
 
 from adapter_helpers import scramble_adapters
 from recognizer.photoreader import PHOTO_DIR, PhotoReader, decode, prepare
+from recognizer.predict import _rot
 from recognizer.predict import Predictor
 
 
@@ -86,15 +87,19 @@ def test_predictor_consults_it_only_below_photo_below(base_model_dir, renders, m
     monkeypatch.delenv("TAGLOOP_PHOTO_READER", raising=False)
     assert Predictor(base_model_dir).photo_dir is not None             # on by default
     crnn = Predictor(base_model_dir, photo=None).predict_arrays(grays)
-    always = Predictor(base_model_dir, photo_below=1.01, photo_floor=0.0).predict_arrays(grays)
-    direct = PhotoReader().read(grays)
-    assert [p.text for p in always] == [t for t, _ in direct]          # every crop: the photo reading
+    # photo_below=0: no reading is replaced; the photo reader only confirms (or vetoes) the CRNN's 180-degree turns
     never = Predictor(base_model_dir, photo_below=0.0).predict_arrays(grays)
-    assert [(p.text, p.confidence) for p in never] == [(p.text, p.confidence) for p in crnn]
+    for c, n in zip(crnn, never):
+        assert (n.text, n.confidence, n.rotation) == (c.text, c.confidence, c.rotation) or (
+            n.rotation == (c.rotation + 180) % 360 and c.rotation != n.rotation)
+    # the photo reading of each crop the way up the CRNN read it (turns confirmed)
+    direct = [PhotoReader().read([_rot(g, n.rotation)])[0] for g, n in zip(grays, never)]
+    always = Predictor(base_model_dir, photo_below=1.01, photo_floor=0.0).predict_arrays(grays)
+    assert [p.text for p in always] == [t or n.text for (t, _), n in zip(direct, never)]  # the photo reading (if any)
     default = Predictor(base_model_dir).predict_arrays(grays)
-    for c, d, (t, conf) in zip(crnn, default, direct):
-        if c.confidence >= 0.97 or conf < 0.5:
-            assert (d.text, d.confidence) == (c.text, c.confidence)    # sure readings are never changed
+    for n, d, (t, conf) in zip(never, default, direct):
+        if n.confidence >= 0.97 or conf < 0.5 or not t:
+            assert (d.text, d.confidence) == (n.text, n.confidence)    # sure readings are never changed
         else:
             assert (d.text, d.confidence) == (t, conf)
     monkeypatch.setenv("TAGLOOP_PHOTO_READER", "off")
@@ -116,17 +121,20 @@ def test_a_learnt_reading_gives_way_only_to_a_surer_or_glyph_confusable_photo_re
     scramble_adapters(adapted, 3)            # adapters that learnt something else entirely
     model_dir = save_model(adapted, tok, str(tmp_path / "noisy"))
     paths = dict(adapted_below=1.01, adapted_margin=-1.0, backend="torch")   # every crop: the adapted reading wins
-    crnn = Predictor(model_dir, photo=None, **paths)
-    base = crnn._predict(grays)                                        # the base path alone
+    # the photo reader replaces nothing here; it only confirms 180-degree turns, as it does when serving
+    crnn = Predictor(model_dir, photo_below=0.0, photo_over_learnt=None, **paths)
+    base = crnn._predict(grays, 0, {})                                 # the base path alone
     ours = crnn.predict_arrays(grays)                                  # base, then adapted on unsure crops
     learnt = [(b.text, b.confidence) != (o.text, o.confidence) for b, o in zip(base, ours)]
     assert 0 < sum(learnt) < len(learnt)
-    photo = PhotoReader().read(grays)
     kw = dict(photo_below=1.01, photo_floor=0.0, **paths)
+    photo = [PhotoReader().read([_rot(g, p.rotation)])[0] for g, p in zip(grays, ours)]   # read the way up ours was
     served = Predictor(model_dir, **kw).predict_arrays(grays)           # photo_over_learnt=0 (the default)
     kept = Predictor(model_dir, photo_over_learnt=None, **kw).predict_arrays(grays)
     for o, was_learnt, (t, c), s, k in zip(ours, learnt, photo, served, kept):
-        if not was_learnt:
+        if not was_learnt and not t:
+            assert (s.text, s.confidence) == (k.text, k.confidence)             # no photo reading: ours stands
+        elif not was_learnt:
             assert (s.text, s.confidence) == (k.text, k.confidence) == (t, c)   # every other crop: the photo reading
         else:
             assert (k.text, k.confidence) == (o.text, o.confidence)
