@@ -127,13 +127,25 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, lens: torch.Tenso
     return (kl * valid).sum() / valid.sum().clamp(min=1)
 
 
+def turned_180(x: torch.Tensor, widths: torch.Tensor) -> torch.Tensor:
+    """Crops of a right-padded batch turned 180 degrees each within its own width, padding still on the right
+    (as a crop turned before batching is read). Turning the padded tensor whole put the padding on the left of
+    every turned crop: a cue the upside-down head could learn and never meets when reading."""
+    out = torch.flip(x, dims=(2, 3))
+    for i, w in enumerate(widths.tolist()):
+        pad = x.shape[3] - int(w)
+        if pad > 0:
+            out[i] = torch.cat([out[i, :, :, pad:], out[i, :, :, :pad]], dim=2)
+    return out
+
+
 def loss_on_batch(model: CRNN, batch: dict[str, torch.Tensor], cfg: TrainConfig,
                   device: torch.device, distill: Distill | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """CTC loss on upright crops + BCE for the upside-down head on a flipped subset (+ distillation)."""
     x = batch["images"].to(device, non_blocking=True)
     b = x.shape[0]
     k = int(round(b * cfg.orient_frac))
-    flipped = torch.flip(x[:k], dims=(2, 3))                   # 180 degree rotation
+    flipped = turned_180(x[:k], batch["widths"][:k])
     inp = torch.cat([x, flipped]) if k else x
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
         logp, orient = model(inp)                              # T x (B+k) x K, (B+k)
