@@ -462,6 +462,21 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return p
 
 
+def _raised_by_a_stop(e: BaseException) -> bool:
+    """Whether ``e`` is, or was raised while handling, a stop: Prefect's ``TerminationSignal`` (its SIGTERM bridge
+    replaces our handler while a flow runs) or a ``KeyboardInterrupt``. Prefect can lose the signal itself: a
+    SIGTERM landing while a task run is being created made its crash handler raise ``ValueError('Task run is not
+    set')`` in place of the ``TerminationSignal``, and its bridge re-sends the signal to our handler only when the
+    ``TerminationSignal`` itself propagates (seen in CI: exit 2 instead of 130)."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if type(e).__name__ == "TerminationSignal" or isinstance(e, KeyboardInterrupt):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if not a.startswith("-")), None)
@@ -476,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         failure = None
     except BaseException as e:
-        if type(e).__name__ == "TerminationSignal":     # Prefect's own SIGTERM bridge, raised inside a flow
+        if _raised_by_a_stop(e):                        # Prefect's own SIGTERM bridge, raised inside a flow
             stop.name = stop.name or "SIGTERM"
         if not stop.name or isinstance(e, SystemExit):
             if isinstance(e, (FileNotFoundError, ValueError)):

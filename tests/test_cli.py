@@ -143,3 +143,37 @@ def test_a_stop_signal_is_reported_as_a_stop_whatever_error_the_unwinding_raises
     monkeypatch.setitem(cli.COMMANDS, "status", (cli.COMMANDS["status"][0], lambda sp: None, plain_missing_file))
     assert main(["status"]) == 2                           # no signal: a missing file is the user's error, exit 2
     assert "crops.csv" in capsys.readouterr().err
+
+
+def test_a_stop_prefect_loses_while_creating_a_task_run_is_still_a_stop(capsys, monkeypatch):
+    """What CI saw (exit 2): SIGTERM landed while Prefect was creating a task run; Prefect's SIGTERM bridge (which
+    replaces our handler inside a flow) raised ``TerminationSignal``, its crash handler then raised
+    ``ValueError('Task run is not set')`` in its place, so the bridge never passed the signal on to our handler."""
+    import signal
+
+    from prefect.exceptions import TerminationSignal
+    from prefect.utilities.engine import capture_sigterm
+
+    from flows import cli
+
+    def prefect_loses_the_signal(_args):
+        with capture_sigterm():                            # Prefect's bridge, as a flow run installs it
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+            except TerminationSignal:
+                raise ValueError("Task run is not set")
+        return 0
+
+    def plain_bad_value(_args):
+        raise ValueError("--date must be YYYY-MM-DD")
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setitem(cli.COMMANDS, "status", (cli.COMMANDS["status"][0], lambda sp: None, prefect_loses_the_signal))
+    assert main(["status"]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("tagloop: stopped by a signal") and "Task run is not set" in err[0]
+    assert signal.getsignal(signal.SIGTERM) is before
+    monkeypatch.setitem(cli.COMMANDS, "status", (cli.COMMANDS["status"][0], lambda sp: None, plain_bad_value))
+    assert main(["status"]) == 2                           # no signal: the user's error, exit 2
+    assert "YYYY-MM-DD" in capsys.readouterr().err
