@@ -491,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         failure = None
     except BaseException as e:
-        if _raised_by_a_stop(e):                        # Prefect's own SIGTERM bridge, raised inside a flow
+        if _raised_by_a_stop(e):                        # Prefect's SIGTERM bridge (inside a flow), or what it became
             stop.name = stop.name or "SIGTERM"
         if not stop.name or isinstance(e, SystemExit):
             if isinstance(e, (FileNotFoundError, ValueError)):

@@ -17,6 +17,7 @@ a crop can change. The artifact's stored ONNX graphs are exported again.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import time
 
@@ -115,8 +116,6 @@ def main() -> None:
     ap.add_argument("--p-photo", type=float, default=0.6, help="share of crops given phone-photo effects")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    import os
-
     fit_orient_head(args.model_dir, [Pool.load(p) for p in args.pool], args.n, args.p_photo, args.seed,
                     sources=[os.path.basename(p) for p in args.pool])
 

@@ -225,6 +225,7 @@ class Predictor:
         """Grey crops -> predictions on ``path`` (0: first, 1: adapted; turns, 180-degree check, deskew).
         ``photo_reads``: photo readings shared by the paths (None: no photo reader), of the crops of the caller's
         list, ``keys`` the index there of each crop of ``grays`` (default: the same list)."""
+        keys = keys or list(range(len(grays)))
         base = [_upright(g) for g in grays]
         full = [_rot(g, r) for g, r in zip(grays, base)]
         views = [resize_height(f, self.height) for f in full]
@@ -246,7 +247,7 @@ class Predictor:
             flips.append(flip)
         if photo_reads is not None and self.photo_turns:
             ask = [j for j, f in enumerate(flips) if f]
-            sure = self._photo_upside_down({(keys[redo[j]] if keys else redo[j]): grays[redo[j]] for j in ask},
+            sure = self._photo_upside_down({keys[redo[j]]: grays[redo[j]] for j in ask},
                                            [base[redo[j]] for j in ask], photo_reads)
             for j, u in zip(ask, sure):
                 flips[j] = u
