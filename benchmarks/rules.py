@@ -29,7 +29,8 @@ RULES: dict[str, dict] = {
     "no brand-layout preference": {"formats": False},
     "no deskew retries": {"deskew_below": 0.0},
     "180-degree turns not confirmed by the photo reader (until 2026-11-30)": {"photo_turns": False},
-    "photo reader below 0.9 only (until 2026-11-29)": {"photo_below": 0.9},
+    "sure readings outside every brand layout not re-read (until 2026-11-30)": {"photo_outside_layouts": False},
+    "photo reader below 0.9 only (until 2026-11-29)": {"photo_below": 0.9, "photo_outside_layouts": False},
     "no photo reader (TAGLOOP_PHOTO_READER=off)": {"photo": None},
 }
 

@@ -91,8 +91,9 @@ def test_a_180_degree_turn_stands_only_when_the_photo_reader_reads_the_turned_vi
     p = _with_photo(*crnn, ("B89760 3H8", 0.40), ("789760 3H8", 0.99))
     (pred,) = p.predict_arrays([_crop()])
     assert (pred.text, pred.rotation) == ("789760 3H8", 180)
-    # without the check (or without a photo reader) the CRNN's turn stands
-    p = _with_photo(*crnn, ("BHE 094684", 0.996), ("B89760 3H8", 0.63), photo_turns=False)
+    # without the check (or without a photo reader) the CRNN's turn stands (the rule for sure readings outside
+    # every brand layout, off here, would rescue this one too: the turned reading fits none)
+    p = _with_photo(*crnn, ("BHE 094684", 0.996), ("B89760 3H8", 0.63), photo_turns=False, photo_outside_layouts=False)
     assert p.predict_arrays([_crop()])[0].rotation == 180
 
 
@@ -100,3 +101,17 @@ def test_the_photo_reader_is_not_asked_about_crops_the_crnn_keeps_upright():
     p = _with_photo(("DD1391-100", 0.99, 0.01), ("001-16E1QQ", 0.5, 0.9), ("DD1391-100", 0.99), ("x", 0.1))
     (pred,) = p.predict_arrays([_crop()])
     assert (pred.text, pred.rotation, p._photo.reads) == ("DD1391-100", 0, 0)
+
+
+def test_a_sure_reading_outside_every_brand_layout_gives_way_to_an_equally_sure_photo_reading():
+    # ``RZU 576089``: a layout the CRNN never learnt (independent renders); it drops the space, sure of it
+    crnn = (("RZU576089", 1.0, 0.01), ("68945LNZR", 0.2, 0.9))
+    p = _with_photo(*crnn, ("RZU 576089", 0.999), ("x", 0.1))
+    (pred,) = p.predict_arrays([_crop()])
+    assert (pred.text, pred.confidence, pred.rotation, p._photo.reads) == ("RZU 576089", 0.999, 0, 1)
+    # a photo reading less sure than a sure reading (below photo_below) does not replace it
+    p = _with_photo(*crnn, ("RZU 576089", 0.9), ("x", 0.1))
+    assert p.predict_arrays([_crop()])[0].text == "RZU576089"
+    # the rule off: a sure reading is never read again
+    p = _with_photo(*crnn, ("RZU 576089", 0.999), ("x", 0.1), photo_outside_layouts=False)
+    assert (p.predict_arrays([_crop()])[0].text, p._photo.reads) == ("RZU576089", 0)

@@ -10,6 +10,7 @@ import pytest
 from adapter_helpers import scramble_adapters
 from recognizer.photoreader import PHOTO_DIR, PhotoReader, decode, prepare
 from recognizer.predict import _rot
+from crops.codes import looks_like_a_code
 from recognizer.predict import Predictor
 
 
@@ -88,7 +89,7 @@ def test_predictor_consults_it_only_below_photo_below(base_model_dir, renders, m
     assert Predictor(base_model_dir).photo_dir is not None             # on by default
     crnn = Predictor(base_model_dir, photo=None).predict_arrays(grays)
     # photo_below=0: no reading is replaced; the photo reader only confirms (or vetoes) the CRNN's 180-degree turns
-    never = Predictor(base_model_dir, photo_below=0.0).predict_arrays(grays)
+    never = Predictor(base_model_dir, photo_below=0.0, photo_outside_layouts=False).predict_arrays(grays)
     for c, n in zip(crnn, never):
         assert (n.text, n.confidence, n.rotation) == (c.text, c.confidence, c.rotation) or (
             n.rotation == (c.rotation + 180) % 360 and c.rotation != n.rotation)
@@ -98,8 +99,12 @@ def test_predictor_consults_it_only_below_photo_below(base_model_dir, renders, m
     assert [p.text for p in always] == [t or n.text for (t, _), n in zip(direct, never)]  # the photo reading (if any)
     default = Predictor(base_model_dir).predict_arrays(grays)
     for n, d, (t, conf) in zip(never, default, direct):
-        if n.confidence >= 0.97 or conf < 0.5 or not t:
-            assert (d.text, d.confidence) == (n.text, n.confidence)    # sure readings are never changed
+        if n.confidence >= 0.97 and not looks_like_a_code(n.text):
+            # a sure reading outside every brand layout: an equally sure, different photo reading replaces it
+            replaced = conf >= 0.97 and t != n.text
+            assert (d.text, d.confidence) == ((t, conf) if replaced else (n.text, n.confidence))
+        elif n.confidence >= 0.97 or conf < 0.5 or not t:
+            assert (d.text, d.confidence) == (n.text, n.confidence)    # other sure readings are never changed
         else:
             assert (d.text, d.confidence) == (t, conf)
     monkeypatch.setenv("TAGLOOP_PHOTO_READER", "off")
@@ -122,7 +127,7 @@ def test_a_learnt_reading_gives_way_only_to_a_surer_or_glyph_confusable_photo_re
     model_dir = save_model(adapted, tok, str(tmp_path / "noisy"))
     paths = dict(adapted_below=1.01, adapted_margin=-1.0, backend="torch")   # every crop: the adapted reading wins
     # the photo reader replaces nothing here; it only confirms 180-degree turns, as it does when serving
-    crnn = Predictor(model_dir, photo_below=0.0, photo_over_learnt=None, **paths)
+    crnn = Predictor(model_dir, photo_below=0.0, photo_over_learnt=None, photo_outside_layouts=False, **paths)
     base = crnn._predict(grays, 0, {})                                 # the base path alone
     ours = crnn.predict_arrays(grays)                                  # base, then adapted on unsure crops
     learnt = [(b.text, b.confidence) != (o.text, o.confidence) for b, o in zip(base, ours)]
