@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 
 from adapter_helpers import scramble_adapters
-from recognizer.photoreader import PHOTO_DIR, PhotoReader, decode, prepare
-from recognizer.predict import _rot
 from crops.codes import looks_like_a_code
-from recognizer.predict import Predictor
+from recognizer.photoreader import PHOTO_DIR, PhotoReader, decode, prepare
+from recognizer.predict import Predictor, _rot
 
 
 @pytest.fixture(scope="module")
