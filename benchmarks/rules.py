@@ -30,6 +30,9 @@ RULES: dict[str, dict] = {
     "no deskew retries": {"deskew_below": 0.0},
     "180-degree turns not confirmed by the photo reader (until 2026-11-30)": {"photo_turns": False},
     "sure readings outside every brand layout not re-read (until 2026-11-30)": {"photo_outside_layouts": False},
+    "turned unsure readings: upright view not read by the photo reader (until 2026-12-07)": {"photo_upright_view": False},
+    "sure readings outside the layouts: confusable-glyph photo readings do not replace (until 2026-12-07)":
+        {"photo_confusables_outside": False},
     "photo reader below 0.9 only (until 2026-11-29)": {"photo_below": 0.9, "photo_outside_layouts": False},
     "no photo reader (TAGLOOP_PHOTO_READER=off)": {"photo": None},
 }

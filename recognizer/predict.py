@@ -47,6 +47,13 @@ learnt ``synth.grammar``'s layouts and is confidently wrong outside them (``RZU 
 1.000; real-dev's ``APE 779001`` / ``321 H05299`` are of that kind). Measured 2026-11-30: the dark
 low-resolution domain (a generator nobody tuned this on) 0.837 -> 0.870, held-out renders 0.938 -> 0.939,
 real-dev unchanged, independent renders 0.950 -> 0.970 (where the failure was found); +0.7-1.6 ms per crop.
+Such a sure reading also gives way to a photo reading at least ``photo_floor`` sure that differs from it only in
+confusable glyphs (``photo_confusables_outside``: ``1SMO1611D`` at 0.99 vs ``1SM01611D`` at 0.88 on a tilted real
+photo), and an unsure reading made on a view turned from upright (a deskew retry's turn, which no photo reading
+confirmed) gives way to the photo reading of the upright view when that is surer than the turned one
+(``photo_upright_view``: defocused real photos turned 180 degrees on a 0.3-0.5 CRNN reading). Both measured
+2026-12-07 on real-dev photos under ten changes another phone would make (``benchmarks.real_perturbed``) and on
+the renders (README, "Reading rules").
 """
 from __future__ import annotations
 
@@ -107,7 +114,8 @@ class Predictor:
                  layout_floor: float = 0.1, flip_margin: float = 0.05, score: str = "min",
                  loaded: tuple | None = None, photo: str | None = "auto", photo_below: float = 0.97,
                  photo_floor: float = 0.5, photo_over_learnt: float | None = -0.2, photo_turns: bool = True,
-                 photo_outside_layouts: bool = True) -> None:
+                 photo_outside_layouts: bool = True, photo_upright_view: bool = True,
+                 photo_confusables_outside: bool = True) -> None:
         """``model_dir``: an artifact; or None with ``loaded`` = (model, tokenizer, config) in memory.
         ``photo``: "auto" (the shipped photo reader unless ``TAGLOOP_PHOTO_READER=off``; none for a model in
         memory), a photo reader's directory, or None (CRNN only)."""
@@ -143,6 +151,10 @@ class Predictor:
         # a sure reading that fits no brand layout is read by the photo reader too, and an equally sure (>= photo_below)
         # different photo reading replaces it
         self.photo_outside_layouts = photo_outside_layouts
+        # an unsure reading made on a turned view: the photo reader reads the upright view too, the surer wins
+        self.photo_upright_view = photo_upright_view
+        # a sure reading outside every layout also gives way to a photo reading that differs only in confusable glyphs
+        self.photo_confusables_outside = photo_confusables_outside
 
     def _read(self, grays: list[np.ndarray], path: int = 0) -> list[tuple[str, float, float]]:
         """Height-normalised crops -> [(text, confidence, P(upside down))] on ``path``."""
@@ -214,12 +226,22 @@ class Predictor:
             return
         writes = set(self._photo_reader().charset)   # a reading with a character it cannot write (one the loop added) stands
         unsure = [i for i in unsure if set(preds[i].text) <= writes]
-        # read the way up the reading was made (with ``photo_turns``, the photo reader confirmed any 180-degree turn)
+        # read the way up the reading was made (``photo_turns`` confirmed the 180-degree check's turns; a deskew
+        # retry's turn, made on the CRNN's confidence alone, is checked by ``photo_upright_view`` below)
         turns = [preds[i].rotation if self.photo_turns else _upright(grays[i]) for i in unsure]
-        got = self._photo_read(grays, list(zip(unsure, turns)), {} if reads is None else reads)
+        reads = {} if reads is None else reads
+        got = self._photo_read(grays, list(zip(unsure, turns)), reads)
+        if self.photo_upright_view:       # a reading made turned from upright: the upright view is read too
+            ups = [_upright(grays[i]) for i in unsure]
+            other = [k for k, (t, u) in enumerate(zip(turns, ups)) if t != u]
+            for k, alt in zip(other, self._photo_read(grays, [(unsure[k], ups[k]) for k in other], reads)):
+                if alt[1] > got[k][1]:
+                    got[k], turns[k] = alt, ups[k]
         for i, r, (text, conf) in zip(unsure, turns, got):
             if i in outside:
-                if text != preds[i].text and conf >= self.photo_below:
+                if text != preds[i].text and (conf >= self.photo_below or (
+                        self.photo_confusables_outside and conf >= self.photo_floor
+                        and differ_by_confusables(preds[i].text, text))):
                     preds[i] = Prediction(text, conf, r)
             elif text and conf >= self.photo_floor and (i not in learnt or conf > preds[i].confidence + over
                                                         or differ_by_confusables(preds[i].text, text)):

@@ -74,7 +74,8 @@ class _Photo:
 def _with_photo(crnn_upright, crnn_turned, photo_upright, photo_turned, **kw):
     from recognizer.photoreader import PHOTO_DIR
 
-    p = _Scripted(crnn_upright, crnn_turned, photo=PHOTO_DIR, deskew_below=0, **kw)
+    kw.setdefault("deskew_below", 0)
+    p = _Scripted(crnn_upright, crnn_turned, photo=PHOTO_DIR, **kw)
     p._photo = _Photo(photo_upright, photo_turned)
     return p
 
@@ -115,3 +116,44 @@ def test_a_sure_reading_outside_every_brand_layout_gives_way_to_an_equally_sure_
     # the rule off: a sure reading is never read again
     p = _with_photo(*crnn, ("RZU 576089", 0.999), ("x", 0.1), photo_outside_layouts=False)
     assert (p.predict_arrays([_crop()])[0].text, p._photo.reads) == ("RZU576089", 0)
+
+
+def test_an_unsure_turned_reading_gives_way_to_a_surer_photo_reading_of_the_upright_view():
+    # a defocused real photo (real-dev, blurred): the CRNN's deskew retries turn it 180 degrees on its own poor
+    # confidence (a turn the photo reader never confirmed); the photo reader reads the upright view surely
+    # (``M9697C``) and the turned one poorly
+    from recognizer.predict import Prediction
+
+    def turned_by_deskew(upright, turned, **kw):
+        p = _with_photo(("5A9C", 0.30, 0.1), ("549C", 0.32, 0.1), upright, turned, deskew_below=0.95, **kw)
+        p._deskew = lambda full, base, preds, path=0: preds.__setitem__(0, Prediction("549C", 0.34, 180))
+        return p
+
+    p = turned_by_deskew(("M9697C", 0.62), ("549C", 0.52))
+    (pred,) = p.predict_arrays([_crop()])
+    assert (pred.text, pred.rotation, p._photo.reads) == ("M9697C", 0, 2)
+    # a crop that really is upside down: the turned view reads surer and the turn stands
+    p = turned_by_deskew(("W0T9", 0.30), ("549C", 0.90))
+    (pred,) = p.predict_arrays([_crop()])
+    assert (pred.text, pred.rotation) == ("549C", 180)
+    # the rule off: the photo reader reads only the turned view, and its reading of it stands
+    p = turned_by_deskew(("M9697C", 0.62), ("549C", 0.52), photo_upright_view=False)
+    (pred,) = p.predict_arrays([_crop()])
+    assert (pred.text, pred.rotation, p._photo.reads) == ("549C", 180, 1)
+
+
+def test_a_sure_reading_outside_the_layouts_gives_way_to_a_photo_reading_that_differs_in_confusable_glyphs_only():
+    # a tilted real photo of ``1SM01611D``: the CRNN reads the zero as ``O``, sure of it; the photo reader reads it
+    # right, less sure. The two differ only in a confusable glyph, where PP-OCR's real-text training is worth more.
+    crnn = (("1SMO1611D", 0.99, 0.01), ("Q1191OWS1", 0.2, 0.9))
+    p = _with_photo(*crnn, ("1SM01611D", 0.88), ("x", 0.1))
+    assert p.predict_arrays([_crop()])[0].text == "1SM01611D"
+    # any other difference still needs a photo reading as sure as photo_below
+    p = _with_photo(*crnn, ("1SM01G11D", 0.88), ("x", 0.1))
+    assert p.predict_arrays([_crop()])[0].text == "1SMO1611D"
+    # nor does a confusable-only photo reading below photo_floor replace it
+    p = _with_photo(*crnn, ("1SM01611D", 0.4), ("x", 0.1))
+    assert p.predict_arrays([_crop()])[0].text == "1SMO1611D"
+    # the rule off
+    p = _with_photo(*crnn, ("1SM01611D", 0.88), ("x", 0.1), photo_confusables_outside=False)
+    assert p.predict_arrays([_crop()])[0].text == "1SMO1611D"

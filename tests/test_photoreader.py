@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from adapter_helpers import scramble_adapters
-from crops.codes import looks_like_a_code
+from crops.codes import differ_by_confusables, looks_like_a_code
 from recognizer.photoreader import PHOTO_DIR, PhotoReader, decode, prepare
-from recognizer.predict import Predictor, _rot
+from recognizer.predict import Predictor, _rot, _upright
 
 
 @pytest.fixture(scope="module")
@@ -94,15 +94,21 @@ def test_predictor_consults_it_only_below_photo_below(base_model_dir, renders, m
             n.rotation == (c.rotation + 180) % 360 and c.rotation != n.rotation)
     # the photo reading of each crop the way up the CRNN read it (turns confirmed)
     direct = [PhotoReader().read([_rot(g, n.rotation)])[0] for g, n in zip(grays, never)]
-    always = Predictor(base_model_dir, photo_below=1.01, photo_floor=0.0).predict_arrays(grays)
+    always = Predictor(base_model_dir, photo_below=1.01, photo_floor=0.0, photo_upright_view=False).predict_arrays(grays)
     assert [p.text for p in always] == [t or n.text for (t, _), n in zip(direct, never)]  # the photo reading (if any)
     default = Predictor(base_model_dir).predict_arrays(grays)
-    for n, d, (t, conf) in zip(never, default, direct):
+    # an unsure reading turned from upright (a deskew retry's turn): the upright view's photo reading when surer
+    upright = [PhotoReader().read([_rot(g, _upright(g))])[0] for g in grays]
+    for g, n, d, (t, conf), up in zip(grays, never, default, direct, upright):
         if n.confidence >= 0.97 and not looks_like_a_code(n.text):
-            # a sure reading outside every brand layout: an equally sure, different photo reading replaces it
-            replaced = conf >= 0.97 and t != n.text
+            # a sure reading outside every brand layout: an equally sure, different photo reading replaces it, and
+            # so does one at least photo_floor sure that differs from it only in confusable glyphs (0/O, 1/I, ...)
+            replaced = t != n.text and (conf >= 0.97 or (conf >= 0.5 and differ_by_confusables(n.text, t)))
             assert (d.text, d.confidence) == ((t, conf) if replaced else (n.text, n.confidence))
-        elif n.confidence >= 0.97 or conf < 0.5 or not t:
+            continue
+        if n.confidence < 0.97 and n.rotation != _upright(g) and up[1] > conf:
+            t, conf = up
+        if n.confidence >= 0.97 or conf < 0.5 or not t:
             assert (d.text, d.confidence) == (n.text, n.confidence)    # other sure readings are never changed
         else:
             assert (d.text, d.confidence) == (t, conf)
@@ -115,7 +121,6 @@ def test_predictor_consults_it_only_below_photo_below(base_model_dir, renders, m
 def test_a_learnt_reading_gives_way_only_to_a_surer_or_glyph_confusable_photo_reading(base_model_dir, renders, tmp_path):
     """What the adapters learnt stands unless the photo reader is surer, or the two differ only in confusable glyphs
     (``0``/``O``: the photo reader's wins); ``photo_over_learnt=None`` keeps it."""
-    from crops.codes import differ_by_confusables
     from recognizer.checkpoint import load_model, save_model
     from recognizer.finetune import add_adapters
 
