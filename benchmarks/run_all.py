@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import accuracy, command_speed, latency, othergen, real, report, rules, synth_speed, train_speed
+from benchmarks import (accuracy, command_speed, latency, othergen, real, real_perturbed, report, rules, synth_speed,
+                        train_speed)
 
 
 def main() -> None:
-    for mod in (real, othergen, rules, accuracy, latency, command_speed, synth_speed, train_speed):
+    for mod in (real, real_perturbed, othergen, rules, accuracy, latency, command_speed, synth_speed, train_speed):
         print(f"== {mod.__name__}", flush=True)
         sys.argv = [mod.__name__]
         mod.main()

@@ -115,7 +115,7 @@ class Predictor:
                  loaded: tuple | None = None, photo: str | None = "auto", photo_below: float = 0.97,
                  photo_floor: float = 0.5, photo_over_learnt: float | None = -0.2, photo_turns: bool = True,
                  photo_outside_layouts: bool = True, photo_upright_view: bool = True,
-                 photo_confusables_outside: bool = True) -> None:
+                 photo_confusables_outside: bool = True, layout_over_photo: bool = True) -> None:
         """``model_dir``: an artifact; or None with ``loaded`` = (model, tokenizer, config) in memory.
         ``photo``: "auto" (the shipped photo reader unless ``TAGLOOP_PHOTO_READER=off``; none for a model in
         memory), a photo reader's directory, or None (CRNN only)."""
@@ -155,6 +155,8 @@ class Predictor:
         self.photo_upright_view = photo_upright_view
         # a sure reading outside every layout also gives way to a photo reading that differs only in confusable glyphs
         self.photo_confusables_outside = photo_confusables_outside
+        # an unsure reading that fits a brand layout stands against a less sure photo reading that fits none
+        self.layout_over_photo = layout_over_photo
 
     def _read(self, grays: list[np.ndarray], path: int = 0) -> list[tuple[str, float, float]]:
         """Height-normalised crops -> [(text, confidence, P(upside down))] on ``path``."""
@@ -245,6 +247,9 @@ class Predictor:
                     preds[i] = Prediction(text, conf, r)
             elif text and conf >= self.photo_floor and (i not in learnt or conf > preds[i].confidence + over
                                                         or differ_by_confusables(preds[i].text, text)):
+                if (i not in learnt and self.formats and self.layout_over_photo and conf < preds[i].confidence
+                        and looks_like_a_code(preds[i].text) and not looks_like_a_code(text)):
+                    continue              # a brand-layout reading stands against a less sure photo reading that fits none
                 preds[i] = Prediction(text, conf, r)
 
     def _adapted_wins(self, adapted: Prediction, base: Prediction) -> bool:
