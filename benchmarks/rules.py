@@ -33,8 +33,8 @@ RULES: dict[str, dict] = {
     "turned unsure readings: upright view not read by the photo reader (until 2026-12-07)": {"photo_upright_view": False},
     "sure readings outside the layouts: confusable-glyph photo readings do not replace (until 2026-12-07)":
         {"photo_confusables_outside": False},
-    "unsure brand-layout readings do not stand against less sure photo readings (until 2026-12-07)":
-        {"layout_over_photo": False},
+    "unsure brand-layout readings stand against less sure photo readings that fit none (tried 2026-12-07, not served)":
+        {"layout_over_photo": True},
     "photo reader below 0.9 only (until 2026-11-29)": {"photo_below": 0.9, "photo_outside_layouts": False},
     "no photo reader (TAGLOOP_PHOTO_READER=off)": {"photo": None},
 }

@@ -159,18 +159,20 @@ def test_a_sure_reading_outside_the_layouts_gives_way_to_a_photo_reading_that_di
     assert p.predict_arrays([_crop()])[0].text == "1SMO1611D"
 
 
-def test_an_unsure_brand_layout_reading_stands_against_a_less_sure_photo_reading_that_fits_no_layout():
-    # dark low-resolution render: the CRNN reads a Puma code right at 0.89, the photo reader ``D51611-04`` at 0.71
+def test_an_unsure_brand_layout_reading_can_stand_against_a_less_sure_photo_reading_that_fits_no_layout():
+    # ``layout_over_photo`` (measured 2026-12-07, not served: it gains on renders of our own grammar, not on real
+    # photos, and the served champion it makes leaves the demo's night nothing to show): dark low-resolution render,
+    # the CRNN reads a Puma code right at 0.89, the photo reader ``D51611-04`` at 0.71
     crnn = (("051611-04", 0.89, 0.01), ("P0-I1919S0", 0.2, 0.9))
-    p = _with_photo(*crnn, ("D51611-04", 0.71), ("x", 0.1))
+    p = _with_photo(*crnn, ("D51611-04", 0.71), ("x", 0.1), layout_over_photo=True)
     (pred,) = p.predict_arrays([_crop()])
     assert (pred.text, pred.confidence, p._photo.reads) == ("051611-04", 0.89, 1)
     # a surer photo reading still replaces it, and so does one that fits a layout too (the photo reader's glyphs)
-    p = _with_photo(*crnn, ("D51611-04", 0.93), ("x", 0.1))
+    p = _with_photo(*crnn, ("D51611-04", 0.93), ("x", 0.1), layout_over_photo=True)
     assert p.predict_arrays([_crop()])[0].text == "D51611-04"
-    p = _with_photo(*crnn, ("051511-04", 0.71), ("x", 0.1))
+    p = _with_photo(*crnn, ("051511-04", 0.71), ("x", 0.1), layout_over_photo=True)
     assert p.predict_arrays([_crop()])[0].text == "051511-04"
-    # the rule off, or without the brand-layout preference: the photo reading at least photo_floor sure replaces it
-    for kw in ({"layout_over_photo": False}, {"formats": False}):
+    # as served (the rule off), or without the brand-layout preference: the photo reading >= photo_floor replaces it
+    for kw in ({}, {"layout_over_photo": True, "formats": False}):
         p = _with_photo(*crnn, ("D51611-04", 0.71), ("x", 0.1), **kw)
         assert p.predict_arrays([_crop()])[0].text == "D51611-04"

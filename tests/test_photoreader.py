@@ -94,8 +94,7 @@ def test_predictor_consults_it_only_below_photo_below(base_model_dir, renders, m
             n.rotation == (c.rotation + 180) % 360 and c.rotation != n.rotation)
     # the photo reading of each crop the way up the CRNN read it (turns confirmed)
     direct = [PhotoReader().read([_rot(g, n.rotation)])[0] for g, n in zip(grays, never)]
-    always = Predictor(base_model_dir, photo_below=1.01, photo_floor=0.0, photo_upright_view=False,
-                       layout_over_photo=False).predict_arrays(grays)
+    always = Predictor(base_model_dir, photo_below=1.01, photo_floor=0.0, photo_upright_view=False).predict_arrays(grays)
     assert [p.text for p in always] == [t or n.text for (t, _), n in zip(direct, never)]  # the photo reading (if any)
     default = Predictor(base_model_dir).predict_arrays(grays)
     # an unsure reading turned from upright (a deskew retry's turn): the upright view's photo reading when surer
@@ -109,9 +108,7 @@ def test_predictor_consults_it_only_below_photo_below(base_model_dir, renders, m
             continue
         if n.confidence < 0.97 and n.rotation != _upright(g) and up[1] > conf:
             t, conf = up
-        # an unsure brand-layout reading stands against a less sure photo reading that fits no layout
-        layout_stands = looks_like_a_code(n.text) and not looks_like_a_code(t) and conf < n.confidence
-        if n.confidence >= 0.97 or conf < 0.5 or not t or layout_stands:
+        if n.confidence >= 0.97 or conf < 0.5 or not t:
             assert (d.text, d.confidence) == (n.text, n.confidence)    # other sure readings are never changed
         else:
             assert (d.text, d.confidence) == (t, conf)
