@@ -17,7 +17,7 @@ TEST_SEED = 424_242   # never used for training (training pools use seeds < 10^6
 def renderer_fingerprint() -> str:
     """What decides the pixels of a render: the rendering code (``synth/*.py``), the installed fonts, Pillow
     and TRDG. A cached test set is only reused while this holds: a set cached before a renderer change read
-    0.939 as served where a fresh render of the same seed read 0.916 (2026-12-07)."""
+    0.939 as served where a fresh render of the same seed read 0.915 (2026-12-07)."""
     import PIL
 
     h = hashlib.sha256()
@@ -59,7 +59,7 @@ def machine() -> str:
 
 
 def cpu_model() -> str:
-    """`` (Intel(R) Xeon(R) Processor)``: times differ ~1.6x between the 2-core machines this project has run on."""
+    """`` (Intel(R) Xeon(R) Processor)``: one-crop times differ ~1.5x between the 2-core machines used here."""
     try:
         with open("/proc/cpuinfo") as f:
             name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")

@@ -87,13 +87,19 @@ def engines(model: str, skip_tesseract: bool) -> dict:
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def set_parser(doc: str, name: str) -> argparse.ArgumentParser:
+    """The options every real-photo benchmark takes: the photos' folder, the model, the results file name."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dir", default=os.environ.get("TAGLOOP_REAL_DEV", DEFAULT_DIR),
                     help="folder with images/ and labels.csv (default ../shared/real-dev or $TAGLOOP_REAL_DEV)")
     ap.add_argument("--model", default="champion", help="model to read with (default: the shipped base model)")
+    ap.add_argument("--name", default=name, help=f"results file name (benchmarks/results/NAME.json, default {name})")
+    return ap
+
+
+def main() -> None:
+    ap = set_parser(__doc__, "real")
     ap.add_argument("--skip-tesseract", action="store_true", help="leave Tesseract out")
-    ap.add_argument("--name", default="real", help="results file name (benchmarks/results/NAME.json)")
     args = ap.parse_args()
     rows, _ = read_labels(os.path.join(args.dir, "labels.csv"))
     labels = [r["label"] for r in rows]

@@ -14,10 +14,11 @@ Prints exact match per change and engine (tagloop as served, tagloop's CRNN alon
 recognition only, which has no orientation handling beyond turning tall crops: its turned columns say
 what a plain line reader does, not a fault in it) and writes ``benchmarks/results/NAME.json`` with
 every wrong reading. The photos never enter the repository; only scores and readings are saved.
+The changes are this module's own, fixed per photo, and not ``recognizer.photo``'s training effects: a check
+built from what training saw would measure the training distribution, not another phone.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import zlib
 
@@ -25,7 +26,7 @@ import cv2
 import numpy as np
 
 from benchmarks.common import save
-from benchmarks.real import DEFAULT_DIR, engines, load, run_engine
+from benchmarks.real import engines, load, run_engine, set_parser
 from recognizer.evaluate_files import read_labels
 from recognizer.metrics import exact_match
 
@@ -120,11 +121,7 @@ CHANGES = {
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dir", default=os.environ.get("TAGLOOP_REAL_DEV", DEFAULT_DIR),
-                    help="folder with images/ and labels.csv (default ../shared/real-dev or $TAGLOOP_REAL_DEV)")
-    ap.add_argument("--model", default="champion", help="model to read with (default: the shipped base model)")
-    ap.add_argument("--name", default="real_perturbed", help="results file name (benchmarks/results/NAME.json)")
+    ap = set_parser(__doc__, "real_perturbed")
     ap.add_argument("--only", nargs="*", default=None, help="changes to run (default: all)")
     args = ap.parse_args()
     rows, _ = read_labels(os.path.join(args.dir, "labels.csv"))
