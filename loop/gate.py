@@ -187,7 +187,7 @@ def _better_check(p: Paired, on: str, cfg: GateConfig) -> Check:
     it is undecided (``passed`` None): too few crops either way.
     """
     if not p.n:
-        return Check("overall", None, "no real held-out crops to judge on (n=0)", _stats(p, p=None, ci=None, mde=None))
+        return Check("overall", None, "no held-out corrections to judge on (n=0)", _stats(p, p=None, ci=None, mde=None))
     pv, ci, mde = mcnemar_p(p.gained, p.lost), effect_ci(p, cfg.alpha), min_detectable_effect(p.n, p.gained + p.lost,
                                                                                              cfg.alpha)
     assert ci is not None and p.diff is not None

@@ -54,7 +54,7 @@ def headline(gate: dict[str, Any] | None, models: dict[str, Any]) -> dict[str, A
         num = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
         sentence = (f"Challenger v{models.get('challenger', '?')} read {num(ov.get('challenger_exact_match'))} and "
                     f"champion v{models.get('champion', '?')} {num(ov.get('champion_exact_match'))} of the same "
-                    f"{ov['n']} real held-out crops: {ov.get('diff', 0):+.3f}"
+                    f"{ov['n']} held-out corrections: {ov.get('diff', 0):+.3f}"
                     + (f" (95% CI {ci[0]:+.3f}..{ci[1]:+.3f})" if ci[0] is not None else "")
                     + f"; {ov.get('gained', '-')} crops gained, {ov.get('lost', '-')} lost.")
     forced = f" (forced by {gate['forced_by']})" if gate.get("forced_by") else ""
@@ -113,7 +113,7 @@ def change_rows(gate: dict[str, Any] | None, synthetic: list[str] | tuple[str, .
         if kind == "slice" and (s["n"] < min_slice_n and status != "failed"
                                 or what.split("/", 1)[0] in synthetic and status not in ("better", "worse", "failed")):
             continue
-        label = {"overall": "overall (real held-out)", "regression": "regression suite (synthetic)"}.get(kind, what)
+        label = {"overall": "overall (held-out corrections)", "regression": "regression suite (synthetic)"}.get(kind, what)
         ci = tuple(s["ci"]) if s.get("ci") else None
         rows.append(plots.Change(label, s.get("diff"), ci, s["n"], status,
                                  f"{s.get('gained', 0)} gained, {s.get('lost', 0)} lost"))

@@ -63,15 +63,15 @@ def _em(role: str) -> PanelMetric:
 
 def trend_panels() -> list:
     """The dashboard: tonight's numbers as counters (they show from the first night on) and one bar per
-    night for exact match on the real held-out crops, the correction rate and the drifted share."""
+    night for exact match on the held-out corrections, the correction rate and the drifted share."""
     rate = PanelMetric(legend="correction rate", metric=MEAN, metric_labels={"column": "corrected_share"})
     drift = PanelMetric(legend="drifted share", metric=DRIFTED, metric_labels={"value_type": "share"})
     return [
-        counter_panel("Champion exact match, real held-out crops (last night)", [_em("champion")], size="half"),
-        counter_panel("Challenger exact match, real held-out crops (last night)", [_em("challenger")], size="half"),
+        counter_panel("Champion exact match, held-out corrections (last night)", [_em("champion")], size="half"),
+        counter_panel("Challenger exact match, held-out corrections (last night)", [_em("challenger")], size="half"),
         counter_panel("Correction rate (last night)", [rate], size="half"),
         counter_panel("Share of drifted features (last night)", [drift], size="half"),
-        bar_plot_panel("Exact match per night, real held-out crops", [_em("champion"), _em("challenger")]),
+        bar_plot_panel("Exact match per night, held-out corrections", [_em("champion"), _em("challenger")]),
         bar_plot_panel("Correction rate per night (share of crops users corrected)", [rate], size="half"),
         bar_plot_panel("Share of drifted features per night", [drift], size="half"),
     ]

@@ -169,7 +169,7 @@ def test_fingerprint_covers_ids_labels_and_bytes():
 def test_no_real_data_means_no_promotion_and_force_needs_a_name():
     empty = [_data("heldout", labels=[]), _data("regression")]
     d = decide(_scores({"heldout": set(), "regression": ALL}, empty), _scores({"heldout": set(), "regression": ALL}, empty))
-    assert d.verdict == NO_DECISION and not d.promote and "no real held-out crops to judge on (n=0)" in d.reason
+    assert d.verdict == NO_DECISION and not d.promote and "no held-out corrections to judge on (n=0)" in d.reason
     forced = force(d, "kim")
     assert forced.promote and forced.forced_by == "kim" and "forced by kim" in forced.reason
     with pytest.raises(ValueError, match="forced-by"):
