@@ -35,6 +35,8 @@ RULES: dict[str, dict] = {
         {"photo_confusables_outside": False},
     "unsure brand-layout readings stand against less sure photo readings that fit none (tried 2026-12-07, not served)":
         {"layout_over_photo": True},
+    "where the readers disagree, the confidence rules decide (until 2026-12-07)": {"photo_weighed": None},
+    "where they disagree, both readers' scores weighed equally (tried 2026-12-07)": {"photo_weighed": 1.0},
     "photo reader below 0.9 only (until 2026-11-29)": {"photo_below": 0.9, "photo_outside_layouts": False},
     "no photo reader (TAGLOOP_PHOTO_READER=off)": {"photo": None},
 }

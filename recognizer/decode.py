@@ -1,6 +1,8 @@
 """Greedy CTC decoding with a per-crop confidence."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from recognizer.tokenizer import CTCTokenizer
@@ -44,3 +46,24 @@ def greedy_decode(logp: np.ndarray, lengths: np.ndarray, tok: CTCTokenizer,
             conf = float(np.exp(scores.min()))
         out.append((text, conf))
     return out
+
+
+def ctc_log_likelihood(logp: np.ndarray, labels: Sequence[int], blank: int = 0) -> float:
+    """log P(labels | frames) under CTC: every alignment of ``labels`` to the T x K log-probs ``logp`` summed
+    (the forward algorithm), so two readings of one crop get comparable scores whatever their lengths.
+    -inf when the frames are too few for ``labels``."""
+    ext = np.full(2 * len(labels) + 1, blank, np.int64)     # blank, l1, blank, l2, ..., blank
+    ext[1::2] = labels
+    S, T = len(ext), logp.shape[0]
+    # a state may skip the blank before it when it is a label different from the label two states back
+    skip = np.zeros(S, bool)
+    skip[3::2] = ext[3::2] != ext[1:-2:2]
+    alpha = np.full(S, -np.inf)
+    alpha[0] = logp[0, ext[0]]
+    if S > 1:
+        alpha[1] = logp[0, ext[1]]
+    for t in range(1, T):
+        prev1 = np.concatenate(([-np.inf], alpha[:-1]))
+        prev2 = np.where(skip, np.concatenate(([-np.inf, -np.inf], alpha[:-2])), -np.inf)
+        alpha = np.logaddexp(np.logaddexp(alpha, prev1), prev2) + logp[t, ext]
+    return float(np.logaddexp(alpha[-1], alpha[-2]) if S > 1 else alpha[-1])

@@ -168,6 +168,17 @@ class Engine:
             logp, orient = self._torch[path](torch.from_numpy(x))
         return logp.numpy(), orient.numpy()
 
+    def log_probs(self, grays: list[np.ndarray], path: int = 0) -> list[np.ndarray]:
+        """Height-normalised crops -> each crop's frames x classes log-probabilities (its own frames only)."""
+        res: dict[int, np.ndarray] = {}
+        for idx in width_batches([g.shape[1] for g in grays], self.batch_size):
+            x, widths = batch_tensor([grays[i] for i in idx])
+            logp, _ = self._forward(x, path)
+            lens = np.minimum((widths + 3) // 4, logp.shape[0])
+            for j, i in enumerate(idx):
+                res[i] = logp[:lens[j], j]
+        return [res[i] for i in range(len(grays))]
+
     def read(self, grays: list[np.ndarray], path: int = 0) -> list[Reading]:
         """Height-normalised crops -> [(text, confidence, P(upside down))], in order."""
         res: dict[int, Reading] = {}

@@ -90,10 +90,16 @@ class PhotoReader:
         self.sess = _session(path, threads or _threads())
 
     def read(self, grays: list[np.ndarray]) -> list[tuple[str, float]]:
+        return [(text, conf) for text, conf, _ in self.read_frames(grays)]
+
+    def read_frames(self, grays: list[np.ndarray]) -> list[tuple[str, float, np.ndarray]]:
+        """[(text, confidence, frames x classes log-probabilities)]: what ``recognizer.decode.ctc_log_likelihood``
+        scores another reading of the same crop on (class 0 = blank, then ``charset``)."""
         out = []
         for g in grays:     # one at a time: padding a batch to its widest crop costs more than it saves
             probs = self.sess.run(None, {"x": prepare([g], self.height, self.min_width, self.margin)})[0]
-            out += decode(probs, self.charset)
+            (text, conf), = decode(probs, self.charset)
+            out.append((text, conf, np.log(np.maximum(probs[0], 1e-30))))
         return out
 
 

@@ -66,6 +66,7 @@ from functools import partial
 import numpy as np
 from PIL import Image
 
+from recognizer.decode import ctc_log_likelihood
 from recognizer.deskew import ANGLES, straighten
 from crops.codes import differ_by_confusables, looks_like_a_code
 from recognizer.engine import Engine
@@ -81,12 +82,17 @@ IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 DECODE_BUDGET = 128 << 20
 
 
+# photo readings made so far: (crop index, turn) -> (text, confidence, the frames' log-probabilities)
+PhotoReads = dict[tuple[int, int], tuple[str, float, np.ndarray]]
+
+
 @dataclass
 class Prediction:
     text: str
     confidence: float
     rotation: int = 0          # degrees clockwise the crop was turned before reading
     error: str = ""
+    straightened: float = 0.0  # degrees a deskew retry levelled the turned view by before reading (0: not)
 
 
 def photo_reader_on() -> bool:
@@ -115,7 +121,8 @@ class Predictor:
                  loaded: tuple | None = None, photo: str | None = "auto", photo_below: float = 0.97,
                  photo_floor: float = 0.5, photo_over_learnt: float | None = -0.2, photo_turns: bool = True,
                  photo_outside_layouts: bool = True, photo_upright_view: bool = True,
-                 photo_confusables_outside: bool = True, layout_over_photo: bool = False) -> None:
+                 photo_confusables_outside: bool = True, layout_over_photo: bool = False,
+                 photo_weighed: float | None = 0.5) -> None:
         """``model_dir``: an artifact; or None with ``loaded`` = (model, tokenizer, config) in memory.
         ``photo``: "auto" (the shipped photo reader unless ``TAGLOOP_PHOTO_READER=off``; none for a model in
         memory), a photo reader's directory, or None (CRNN only)."""
@@ -161,6 +168,11 @@ class Predictor:
         # reads the demo's dot-matrix night so much better that the night's challenger shows nothing (promoted +2.0
         # -> no decision +0.5)
         self.layout_over_photo = layout_over_photo
+        # where our reading and the photo reading of a crop differ, each reader scores both readings (the CTC
+        # probability of the whole reading) and the reading with the higher ``photo_weighed`` x log P_crnn +
+        # log P_photo is kept (None: the confidence rules above decide). 0.5: the CRNN is confidently wrong on
+        # photos; measured with 1 and 0.25 too (README, "Reading rules")
+        self.photo_weighed = photo_weighed
 
     def _read(self, grays: list[np.ndarray], path: int = 0) -> list[tuple[str, float, float]]:
         """Height-normalised crops -> [(text, confidence, P(upside down))] on ``path``."""
@@ -171,7 +183,7 @@ class Predictor:
         """RGB or grey crops (any orientation) -> predictions, in order."""
         grays = [to_gray(im) for im in images]
         # photo readings made so far, (crop index, rotation) -> (text, confidence): each view is read once
-        photo_reads: dict[tuple[int, int], tuple[str, float]] | None = {} if self.photo_dir else None
+        photo_reads: PhotoReads | None = {} if self.photo_dir else None
         preds = self._predict(grays, 0, photo_reads)
         learnt: set[int] = set()              # crops the adapted path read (what the nightly fine-tune learnt)
         if self.two_paths:
@@ -193,17 +205,17 @@ class Predictor:
         return self._photo
 
     def _photo_read(self, grays: list[np.ndarray] | dict[int, np.ndarray], keys: list[tuple[int, int]],
-                    reads: dict[tuple[int, int], tuple[str, float]]) -> list[tuple[str, float]]:
+                    reads: PhotoReads) -> list[tuple[str, float]]:
         """Photo readings of crop ``i`` (of ``grays``) turned ``r`` degrees, for each ``(i, r)`` in ``keys``;
-        views read before (in ``reads``) are not read again."""
+        views read before (in ``reads``: text, confidence and the frames' log-probabilities) are not read again."""
         todo = [k for k in dict.fromkeys(keys) if k not in reads]
         if todo:
-            for k, got in zip(todo, self._photo_reader().read([_rot(grays[i], r) for i, r in todo])):
+            for k, got in zip(todo, self._photo_reader().read_frames([_rot(grays[i], r) for i, r in todo])):
                 reads[k] = got
-        return [reads[k] for k in keys]
+        return [reads[k][:2] for k in keys]
 
     def _photo_pass(self, grays: list[np.ndarray], preds: list[Prediction], learnt: set[int],
-                    reads: dict[tuple[int, int], tuple[str, float]] | None = None) -> None:
+                    reads: PhotoReads | None = None) -> None:
         """Unsure readings are read again by the photo reader; a sure enough photo reading replaces ours.
         Readings of the adapted path (``learnt``) only when the photo reading is surer by ``photo_over_learnt``:
         the photo reader learns nothing from corrections, so where the adapters are sure, what the nightly
@@ -243,7 +255,13 @@ class Predictor:
             for k, alt in zip(other, self._photo_read(grays, [(unsure[k], ups[k]) for k in other], reads)):
                 if alt[1] > got[k][1]:
                     got[k], turns[k] = alt, ups[k]
+        weighed = (self._weighed(grays, preds, learnt, outside, unsure, turns, reads)
+                   if self.photo_weighed is not None else {})
         for i, r, (text, conf) in zip(unsure, turns, got):
+            if i in weighed:
+                if weighed[i]:
+                    preds[i] = Prediction(text, conf, r)
+                continue
             if i in outside:
                 if text != preds[i].text and (conf >= self.photo_below or (
                         self.photo_confusables_outside and conf >= self.photo_floor
@@ -256,6 +274,43 @@ class Predictor:
                     continue              # a brand-layout reading stands against a less sure photo reading that fits none
                 preds[i] = Prediction(text, conf, r)
 
+    def _weighed(self, grays: list[np.ndarray], preds: list[Prediction], learnt: set[int], outside: set[int],
+                 unsure: list[int], turns: list[int], reads: PhotoReads) -> dict[int, bool]:
+        """Crop index -> whether its photo reading (of the view turned ``turns[k]``, in ``reads``) beats our
+        reading when both readers score both readings, for the crops of ``unsure`` whose two readings differ
+        (both non-empty, both in our charset). Not weighed: an adapted reading (``learnt``) or a sure one outside the
+        layouts (``outside``) only confusable glyphs apart from the photo reading: there the glyph rules stand (the
+        photo reading at least ``photo_floor`` sure wins: glyph shapes are what PP-OCR learnt from real text and
+        adapters learn least; dot-matrix and dark challengers read real-dev's ``1SM01611D`` as ``1SMO1611D`` at
+        0.98-1.0, likelier than the photo reader's right reading when weighed). Ours is scored on the view it was read
+        (turned, levelled by a deskew retry) on the path that read it; each score is the CTC log-probability of the
+        whole reading, so two readings of different lengths compare, and the CRNN's counts ``photo_weighed``
+        times."""
+        ks = [k for k, i in enumerate(unsure)
+              if (their := reads[(i, turns[k])][0]) and preds[i].text and their != preds[i].text
+              and not self.tok.unknown_chars(their + preds[i].text)
+              and not ((i in learnt or i in outside) and differ_by_confusables(preds[i].text, their))]
+        out: dict[int, bool] = {}
+        for path in (0, 1):
+            on = [k for k in ks if (unsure[k] in learnt) == (path == 1)]
+            if not on:
+                continue
+            views = [resize_height(self._view(grays[unsure[k]], preds[unsure[k]]), self.height) for k in on]
+            for k, ours_lp in zip(on, self.engine.log_probs(views, path)):
+                i = unsure[k]
+                theirs_lp = reads[(i, turns[k])][2]
+                score = [self.photo_weighed * ctc_log_likelihood(ours_lp, ids) + ctc_log_likelihood(theirs_lp, ids)
+                         for ids in (self.tok.encode(preds[i].text), self.tok.encode(reads[(i, turns[k])][0]))]
+                out[i] = score[1] > score[0]
+        return out
+
+    @staticmethod
+    def _view(gray: np.ndarray, pred: Prediction) -> np.ndarray:
+        """The view of ``gray`` that ``pred`` was read on: turned, and levelled when a deskew retry read it."""
+        view = _rot(gray, pred.rotation)
+        level = straighten(view, pred.straightened) if pred.straightened else None
+        return view if level is None else level
+
     def _adapted_wins(self, adapted: Prediction, base: Prediction) -> bool:
         """The adapted reading replaces an unsure base reading (measured rule: a confidently wrong adapted
         reading is what forgetting looks like here, so it must be surer, and a junk reading that happens
@@ -267,7 +322,7 @@ class Predictor:
         return self._better(adapted.text, adapted.confidence, base, self.adapted_margin, self.adapted_layout_floor)
 
     def _predict(self, grays: list[np.ndarray], path: int = 0,
-                 photo_reads: dict[tuple[int, int], tuple[str, float]] | None = None,
+                 photo_reads: PhotoReads | None = None,
                  keys: list[int] | None = None) -> list[Prediction]:
         """Grey crops -> predictions on ``path`` (0: first, 1: adapted; turns, 180-degree check, deskew).
         ``photo_reads``: photo readings shared by the paths (None: no photo reader), of the crops of the caller's
@@ -306,7 +361,7 @@ class Predictor:
         return preds
 
     def _photo_upside_down(self, crops: dict[int, np.ndarray], base: list[int],
-                           reads: dict[tuple[int, int], tuple[str, float]]) -> list[bool]:
+                           reads: PhotoReads) -> list[bool]:
         """For crops the CRNN would turn 180 degrees (``crops``: index in ``reads`` -> grey crop, ``base``: its
         upright turn): does the photo reader read the turned view more surely than the upright one?
 
@@ -339,13 +394,13 @@ class Predictor:
                 for a in ANGLES:
                     s = straighten(view, a)
                     if s is not None:
-                        jobs.append((i, (base[i] + r) % 360))
+                        jobs.append((i, (base[i] + r) % 360, a))
                         crops.append(resize_height(s, self.height))
         if not crops:
             return
-        for (i, rotation), (text, conf, _) in zip(jobs, self._read(crops, path)):
+        for (i, rotation, a), (text, conf, _) in zip(jobs, self._read(crops, path)):
             if text and self._better(text, conf, preds[i], layout_floor=self.layout_floor):
-                preds[i] = Prediction(text, conf, rotation)
+                preds[i] = Prediction(text, conf, rotation, straightened=a)
 
     def _better(self, text: str, conf: float, than: Prediction, margin: float | None = None,
                 layout_floor: float = float("inf")) -> bool:

@@ -66,15 +66,19 @@ class _Photo:
     def __init__(self, upright, turned):
         self.upright, self.turned, self.reads = upright, turned, 0
 
-    def read(self, grays):
+    def read_frames(self, grays):
+        """(text, confidence, frames' log-probabilities or None when a test scripts none)."""
         self.reads += len(grays)
-        return [self.upright if g[0, 0] < 128 else self.turned for g in grays]
+        return [(*r[:2], r[2] if len(r) > 2 else None) for r in
+                (self.upright if g[0, 0] < 128 else self.turned for g in grays)]
 
 
 def _with_photo(crnn_upright, crnn_turned, photo_upright, photo_turned, **kw):
+    """The confidence rules alone unless a test weighs the two readings (``photo_weighed``, scripted frames)."""
     from recognizer.photoreader import PHOTO_DIR
 
     kw.setdefault("deskew_below", 0)
+    kw.setdefault("photo_weighed", None)
     p = _Scripted(crnn_upright, crnn_turned, photo=PHOTO_DIR, **kw)
     p._photo = _Photo(photo_upright, photo_turned)
     return p
@@ -176,3 +180,73 @@ def test_an_unsure_brand_layout_reading_can_stand_against_a_less_sure_photo_read
     for kw in ({}, {"layout_over_photo": True, "formats": False}):
         p = _with_photo(*crnn, ("D51611-04", 0.71), ("x", 0.1), **kw)
         assert p.predict_arrays([_crop()])[0].text == "D51611-04"
+
+
+def _frames(*positions):
+    """Log-probabilities of a reading, one frame per character between blank frames: each position a dict
+    {character: probability}, what is left spread over the other classes."""
+    from recognizer.tokenizer import CTCTokenizer
+
+    tok = CTCTokenizer()
+    rows = []
+
+    def frame(probs):
+        row = np.full(tok.num_classes, (1 - sum(probs.values())) / (tok.num_classes - len(probs)))
+        for c, q in probs.items():
+            row[0 if c == "" else tok.encode(c)[0]] = q
+        rows.append(row)
+
+    frame({"": 0.98})
+    for pos in positions:
+        frame(pos)
+        frame({"": 0.98})
+    return np.log(np.array(rows))
+
+
+def test_where_the_readers_disagree_both_score_both_readings_and_the_likelier_one_stands():
+    # a tilted real photo of ``1SM01611D``: the CRNN reads it right, unsure (0.8); the photo reader, above its floor,
+    # reads the last ``D`` as ``0`` (0.6) but gives ``D`` 0.35 where the CRNN gives ``0`` 0.15: weighed together
+    # (0.5 x log P_crnn + log P_photo) our reading is likelier and stands; by the confidence rules alone it is replaced
+    head = [{c: 0.99} for c in "1SM01611"]
+    crnn = _frames(*head, {"D": 0.8, "0": 0.15})
+    photo = _frames(*head, {"0": 0.6, "D": 0.35})
+
+    def predictor(**kw):
+        p = _with_photo(("1SM01611D", 0.8, 0.01), ("Q1191OWS1", 0.2, 0.9), ("1SM016110", 0.6, photo), ("x", 0.1), **kw)
+        p.engine.log_probs = lambda views, path=0: [crnn for _ in views]
+        return p
+
+    assert predictor(photo_weighed=0.5).predict_arrays([_crop()])[0].text == "1SM01611D"
+    assert predictor(photo_weighed=None).predict_arrays([_crop()])[0].text == "1SM016110"
+    # the CRNN unsure and wrong on a glyph the photo reader reads surely (``385516-01`` read ``325516-01``; the
+    # CRNN gives ``8`` 0.1, the photo reader ``2`` 0.02): the photo reading wins
+    head, tail = [{"3": 0.99}], [{c: 0.99} for c in "5516-01"]
+    crnn = _frames(*head, {"2": 0.85, "8": 0.1}, *tail)
+    photo = _frames(*head, {"8": 0.95, "2": 0.02}, *tail)
+    p = _with_photo(("325516-01", 0.85, 0.01), ("Q1191OWS1", 0.2, 0.9), ("385516-01", 0.95, photo), ("x", 0.1),
+                    photo_weighed=0.5)
+    p.engine.log_probs = lambda views, path=0: [crnn for _ in views]
+    (pred,) = p.predict_arrays([_crop()])
+    assert (pred.text, pred.confidence) == ("385516-01", 0.95)
+    # readings only confusable glyphs apart (``0``/``O``) are weighed like any others when ours is an unsure one ...
+    crnn = _frames(*[{c: 0.99} for c in "1SMO1611D"])
+    photo = _frames(*[{c: 0.6, "O": 0.3} if c == "0" else {c: 0.9} for c in "1SM01611D"])
+
+    def weighed(conf):
+        p = _with_photo(("1SMO1611D", conf, 0.01), ("Q1191OWS1", 0.2, 0.9), ("1SM01611D", 0.6, photo), ("x", 0.1),
+                        photo_weighed=0.5)
+        p.engine.log_probs = lambda views, path=0: [crnn for _ in views]
+        return p.predict_arrays([_crop()])[0].text
+
+    assert weighed(0.9) == "1SMO1611D"
+    # ... but a sure one outside the brand layouts (or an adapted one) keeps the glyph rule: the photo reading at
+    # least photo_floor sure wins, however likely the CRNN finds its own
+    assert weighed(0.99) == "1SM01611D"
+    # and a reading of another length is weighed on the same scale (the CTC probability of the whole reading):
+    # a partial CRNN reading the photo reader finds unlikely loses to the full one
+    crnn = _frames(*[{c: 0.95} for c in "OM018"])
+    photo = _frames(*[{c: 0.9} for c in "1SM01611D"])
+    p = _with_photo(("OM018", 0.95, 0.01), ("Q1191OWS1", 0.2, 0.9), ("1SM01611D", 0.9, photo), ("x", 0.1),
+                    photo_weighed=0.5)
+    p.engine.log_probs = lambda views, path=0: [crnn for _ in views]
+    assert p.predict_arrays([_crop()])[0].text == "1SM01611D"

@@ -94,9 +94,11 @@ def test_predictor_consults_it_only_below_photo_below(base_model_dir, renders, m
             n.rotation == (c.rotation + 180) % 360 and c.rotation != n.rotation)
     # the photo reading of each crop the way up the CRNN read it (turns confirmed)
     direct = [PhotoReader().read([_rot(g, n.rotation)])[0] for g, n in zip(grays, never)]
-    always = Predictor(base_model_dir, photo_below=1.01, photo_floor=0.0, photo_upright_view=False).predict_arrays(grays)
+    # the confidence rules alone (``photo_weighed=None``; the weighing of two differing readings: the next test)
+    always = Predictor(base_model_dir, photo_below=1.01, photo_floor=0.0, photo_upright_view=False,
+                       photo_weighed=None).predict_arrays(grays)
     assert [p.text for p in always] == [t or n.text for (t, _), n in zip(direct, never)]  # the photo reading (if any)
-    default = Predictor(base_model_dir).predict_arrays(grays)
+    default = Predictor(base_model_dir, photo_weighed=None).predict_arrays(grays)
     # an unsure reading turned from upright (a deskew retry's turn): the upright view's photo reading when surer
     upright = [PhotoReader().read([_rot(g, _upright(g))])[0] for g in grays]
     for g, n, d, (t, conf), up in zip(grays, never, default, direct, upright):
@@ -118,6 +120,40 @@ def test_predictor_consults_it_only_below_photo_below(base_model_dir, renders, m
     assert [p.text for p in off.predict_arrays(grays)] == [p.text for p in crnn]
 
 
+def test_where_the_readers_disagree_the_reading_both_score_likelier_stands(base_model_dir, renders):
+    """Served (``photo_weighed`` 0.5): where our reading and the photo reading differ, each reader scores both
+    (CTC log-probability of the whole reading) and the one with the higher 0.5 x ours + the photo reader's stands;
+    where they agree, or the photo reading is empty, the confidence rules decide as before."""
+    from recognizer.decode import ctc_log_likelihood
+    from recognizer.preprocess import resize_height
+
+    grays, _ = renders
+    # every crop goes to the photo reader (photo_below > 1), read the way up the CRNN read it
+    kw = dict(photo_below=1.01, photo_upright_view=False, photo_outside_layouts=False)
+    never = Predictor(base_model_dir, photo_below=0.0, photo_outside_layouts=False).predict_arrays(grays)
+    rules = Predictor(base_model_dir, photo_weighed=None, **kw)
+    weighed = Predictor(base_model_dir, **kw)
+    assert weighed.photo_weighed == 0.5
+    got, by_rules = weighed.predict_arrays(grays), rules.predict_arrays(grays)
+    changed = 0
+    for g, n, w, r in zip(grays, never, got, by_rules):
+        view = _rot(g, n.rotation)
+        (t, c, photo_lp), = PhotoReader().read_frames([view])
+        if not t or t == n.text:
+            assert (w.text, w.confidence) == (r.text, r.confidence)
+            continue
+        # ours is scored on the view the CRNN read: turned, and levelled when a deskew retry read it
+        (crnn_lp,) = weighed.engine.log_probs([resize_height(weighed._view(g, n), weighed.height)])
+
+        def score(text):
+            ids = weighed.tok.encode(text)
+            return 0.5 * ctc_log_likelihood(crnn_lp, ids) + ctc_log_likelihood(photo_lp, ids)
+
+        assert (w.text, w.confidence) == ((t, c) if score(t) > score(n.text) else (n.text, n.confidence))
+        changed += (w.text, w.confidence) != (r.text, r.confidence)
+    assert changed > 0                       # the weighing decided differently from the rules on some crop here
+
+
 def test_a_learnt_reading_gives_way_only_to_a_surer_or_glyph_confusable_photo_reading(base_model_dir, renders, tmp_path):
     """What the adapters learnt stands unless the photo reader is surer, or the two differ only in confusable glyphs
     (``0``/``O``: the photo reader's wins); ``photo_over_learnt=None`` keeps it."""
@@ -136,7 +172,7 @@ def test_a_learnt_reading_gives_way_only_to_a_surer_or_glyph_confusable_photo_re
     ours = crnn.predict_arrays(grays)                                  # base, then adapted on unsure crops
     learnt = [(b.text, b.confidence) != (o.text, o.confidence) for b, o in zip(base, ours)]
     assert 0 < sum(learnt) < len(learnt)
-    kw = dict(photo_below=1.01, photo_floor=0.0, **paths)
+    kw = dict(photo_below=1.01, photo_floor=0.0, photo_weighed=None, **paths)   # the confidence rules alone
     photo = [PhotoReader().read([_rot(g, p.rotation)])[0] for g, p in zip(grays, ours)]   # read the way up ours was
     default = Predictor(model_dir, **kw)
     over = default.photo_over_learnt                                   # -0.2: a photo reading up to 0.2 less sure wins
@@ -158,7 +194,7 @@ def test_a_reading_with_a_character_the_photo_reader_cannot_write_stands(base_mo
     from recognizer.predict import Prediction
 
     grays, _ = renders
-    predictor = Predictor(base_model_dir, photo_below=1.01, photo_floor=0.0)
+    predictor = Predictor(base_model_dir, photo_below=1.01, photo_floor=0.0, photo_weighed=None)
     preds = [Prediction("AB+12", 0.1), Prediction("AB12", 0.1)]
     predictor._photo_pass(grays[:2], preds, set())
     assert (preds[0].text, preds[0].confidence) == ("AB+12", 0.1)
@@ -175,7 +211,7 @@ def test_a_sure_learnt_reading_that_differs_only_in_a_confusable_glyph_gives_way
     k = next(j for j, ch in enumerate(text) if ch in swap)
     confusable = text[:k] + swap[text[k]] + text[k + 1:]          # e.g. 1SMO1611D for 1SM01611D
     other = text[:k] + ("7" if text[k] != "7" else "4") + text[k + 1:]   # a different glyph, not a confusable one
-    predictor = Predictor(base_model_dir, photo_below=1.01, photo_over_learnt=0.0)   # the glyph rule alone
+    predictor = Predictor(base_model_dir, photo_below=1.01, photo_over_learnt=0.0, photo_weighed=None)  # glyph rule alone
     preds = [Prediction(confusable, 1.0), Prediction(other, 1.0)]           # no photo reading is surer
     predictor._photo_pass([grays[i], grays[i]], preds, learnt={0, 1})
     assert (preds[0].text, preds[0].confidence) == (text, conf)           # the photo reader's glyph wins
