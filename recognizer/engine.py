@@ -168,13 +168,18 @@ class Engine:
             logp, orient = self._torch[path](torch.from_numpy(x))
         return logp.numpy(), orient.numpy()
 
+    def _batches(self, grays: list[np.ndarray], path: int):
+        """Width-bucketed forward passes: (crop indices, T x B x K log-probs, each crop's own frame count,
+        orientation logits) per batch."""
+        for idx in width_batches([g.shape[1] for g in grays], self.batch_size):
+            x, widths = batch_tensor([grays[i] for i in idx])
+            logp, orient = self._forward(x, path)
+            yield idx, logp, np.minimum((widths + 3) // 4, logp.shape[0]), orient
+
     def log_probs(self, grays: list[np.ndarray], path: int = 0) -> list[np.ndarray]:
         """Height-normalised crops -> each crop's frames x classes log-probabilities (its own frames only)."""
         res: dict[int, np.ndarray] = {}
-        for idx in width_batches([g.shape[1] for g in grays], self.batch_size):
-            x, widths = batch_tensor([grays[i] for i in idx])
-            logp, _ = self._forward(x, path)
-            lens = np.minimum((widths + 3) // 4, logp.shape[0])
+        for idx, logp, lens, _ in self._batches(grays, path):
             for j, i in enumerate(idx):
                 res[i] = logp[:lens[j], j]
         return [res[i] for i in range(len(grays))]
@@ -182,10 +187,7 @@ class Engine:
     def read(self, grays: list[np.ndarray], path: int = 0) -> list[Reading]:
         """Height-normalised crops -> [(text, confidence, P(upside down))], in order."""
         res: dict[int, Reading] = {}
-        for idx in width_batches([g.shape[1] for g in grays], self.batch_size):
-            x, widths = batch_tensor([grays[i] for i in idx])
-            logp, orient = self._forward(x, path)
-            lens = np.minimum((widths + 3) // 4, logp.shape[0])
+        for idx, logp, lens, orient in self._batches(grays, path):
             p_flip = 0.5 * (1 + np.tanh(0.5 * orient.reshape(-1)))     # sigmoid, without overflow
             for j, (i, (text, conf)) in enumerate(zip(idx, greedy_decode(logp, lens, self.tok, self.score))):
                 res[i] = (text, conf, float(p_flip[j]))

@@ -187,7 +187,7 @@ class Predictor:
     def predict_arrays(self, images: list[np.ndarray]) -> list[Prediction]:
         """RGB or grey crops (any orientation) -> predictions, in order."""
         grays = [to_gray(im) for im in images]
-        # photo readings made so far, (crop index, rotation) -> (text, confidence): each view is read once
+        # photo readings made so far (``PhotoReads``): each view is read once
         photo_reads: PhotoReads | None = {} if self.photo_dir else None
         preds = self._predict(grays, 0, photo_reads)
         learnt: set[int] = set()              # crops the adapted path read (what the nightly fine-tune learnt)
@@ -303,9 +303,9 @@ class Predictor:
             views = [resize_height(self._view(grays[unsure[k]], preds[unsure[k]]), self.height) for k in on]
             for k, ours_lp in zip(on, self.engine.log_probs(views, path)):
                 i = unsure[k]
-                theirs_lp = reads[(i, turns[k])][2]
+                their_text, _, theirs_lp = reads[(i, turns[k])]
                 score = [self.photo_weighed * ctc_log_likelihood(ours_lp, ids) + ctc_log_likelihood(theirs_lp, ids)
-                         for ids in (self.tok.encode(preds[i].text), self.tok.encode(reads[(i, turns[k])][0]))]
+                         for ids in (self.tok.encode(preds[i].text), self.tok.encode(their_text))]
                 out[i] = score[1] > score[0]
         return out
 
