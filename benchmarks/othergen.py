@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from benchmarks.common import save
 from benchmarks.real import score
+from synth.newprint import NEIGHBOURS   # the words printed near a code (a list only; none of the renderer)
 
 FONT_GLOBS = ("/usr/share/fonts/truetype/croscore/Arimo-*.ttf", "/usr/share/fonts/truetype/croscore/Cousine-*.ttf",
               "/usr/share/fonts/truetype/liberation*/LiberationSansNarrow-*.ttf",
@@ -29,7 +30,6 @@ FONT_GLOBS = ("/usr/share/fonts/truetype/croscore/Arimo-*.ttf", "/usr/share/font
 TEMPLATES = ("ll9999-999", "ll9999 999", "999999-999", "999999-99", "l99999", "ll9999", "999999C", "l9999C",
              "VN0Axxxxx", "SN 999999 COLOR:lll", "999 l99999", "9ll99999l-999", "ll-lll9-999(9)", "l9lll99",
              "lll 999999", "99-l9999", "ll999l")
-NEIGHBOURS = ("SIZE 9", "MADE IN VIETNAM", "US 10 UK 9 EU 44", "01/06/21", "STYLE", "COLOR", "27.5 CM", "FABRIQUE")
 
 
 def code(rng: random.Random) -> str:

@@ -15,6 +15,7 @@ import io
 import json
 import random
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -50,24 +51,33 @@ def jpeg_bytes(rgb: np.ndarray, quality: int = 90) -> bytes:
 
 
 def seed_corrections(storage: Storage, n: int, day: str, seed: int, render_cfg=None,
-                     model_dir: str | None = None, n_bad: int = 5, poison: bool = False) -> SeedSummary:
+                     model_dir: str | None = None, n_bad: int = 5, poison: bool = False,
+                     stream: Callable[[int, int], tuple[list[bytes], list[str]]] | None = None) -> SeedSummary:
     """Write ``n`` simulated corrections (+ ``n_bad`` bad uploads) under ``corrections/<day>/``.
 
+    Crops come from ``synth``'s renderer (``render_cfg``), or from ``stream`` ((n, seed) -> JPEG bytes and
+    labels, e.g. ``synth.newprint.serif_plus``: a print the renderer never draws) when given.
     ``poison`` shuffles the corrected labels among the crops (a labeling accident):
     every sidecar is well formed, only the labels are wrong.
     """
     from recognizer.predict import Predictor
     from synth.render import RenderConfig, Renderer
 
-    rng = np.random.default_rng(seed)
-    renderer = Renderer(render_cfg or RenderConfig(), seed=seed)
-    crops = [renderer.render(rng) for _ in range(n)]
-    images = [jpeg_bytes(c.image, int(rng.integers(80, 96))) for c in crops]
-    if model_dir:
-        reads = [(p.text, p.confidence) for p in Predictor(model_dir).predict_arrays([c.image for c in crops])]
+    if stream is not None:
+        images, labels = stream(n, seed)
+        predictor = Predictor(model_dir) if model_dir else None
+        reads = ([(p.text, p.confidence) for p in predictor.predict_blobs(images)] if predictor
+                 else [(label, 0.5) for label in labels])
     else:
-        reads = [(c.label, 0.5) for c in crops]
-    labels = [c.label for c in crops]
+        rng = np.random.default_rng(seed)
+        renderer = Renderer(render_cfg or RenderConfig(), seed=seed)
+        crops = [renderer.render(rng) for _ in range(n)]
+        images = [jpeg_bytes(c.image, int(rng.integers(80, 96))) for c in crops]
+        if model_dir:
+            reads = [(p.text, p.confidence) for p in Predictor(model_dir).predict_arrays([c.image for c in crops])]
+        else:
+            reads = [(c.label, 0.5) for c in crops]
+        labels = [c.label for c in crops]
     if poison:
         random.Random(seed).shuffle(labels)
     summary = SeedSummary(day=day, n_good=n, n_bad=0, poisoned=poison)

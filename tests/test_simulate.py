@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from flows.simulate import BAD_KINDS, seed_corrections
-from ingest.pipeline import IngestConfig, run_ingest
+from ingest.pipeline import IngestConfig, ValidationFailed, run_ingest
 from bucket.storage import open_storage
 
 
@@ -42,3 +44,28 @@ def test_poison_shuffles_labels_but_keeps_sidecars_well_formed(tmp_path):
     la = [a[k]["corrected_label"] for k in sorted(a)]
     lb = [b[k]["corrected_label"] for k in sorted(b)]
     assert sorted(la) == sorted(lb) and sum(x != y for x, y in zip(la, lb)) >= 25
+
+
+def test_the_demo_brand_needs_its_new_character_allowed(tmp_path):
+    """The demo's new brand: every code carries '+', which the shipped model cannot write; a batch of its
+    corrections fails validation as outside the charset (copies quarantined with the reason, nothing committed,
+    the corrections untouched) unless ops allow '+'
+    (IngestConfig.extra_chars, what the demo sets)."""
+    from recognizer.checkpoint import base_model_dir
+    from synth.newprint import PLUS, serif_plus
+
+    assert serif_plus(5, 11) == serif_plus(5, 11)          # the same seed draws the same crops (the demo's decision)
+    strict, allowing = open_storage(str(tmp_path / "strict")), open_storage(str(tmp_path / "allowing"))
+    for storage in (strict, allowing):
+        s = seed_corrections(storage, 12, "2026-11-20", seed=5, model_dir=base_model_dir(), n_bad=0, stream=serif_plus)
+        assert s.n_good == 12 and s.n_corrected == 12     # the model misread every one: it has no '+'
+    docs = list(_sidecars(strict).values())
+    assert len(docs) == 12 and all(PLUS in d["corrected_label"] and PLUS not in d["predicted_label"] for d in docs)
+    with pytest.raises(ValidationFailed, match="label_charset"):
+        run_ingest(strict, IngestConfig(min_age_s=0))
+    assert list(_sidecars(strict).values()) == docs                 # the corrections stay as they were
+    reasons = [json.loads(strict.read(o.name))["reasons"] for o in strict.list("quarantine/")
+               if o.name.endswith("reasons.json")]
+    assert len(reasons) == 12 and all(r == ["label_charset"] for r in reasons), reasons
+    accepted = run_ingest(allowing, IngestConfig(min_age_s=0, extra_chars=PLUS))
+    assert accepted.n_accepted + accepted.n_review == 12 and not accepted.quarantine_reasons, accepted
