@@ -53,8 +53,8 @@ class DemoConfig:
     # the regression suite and the gate are the defaults
     recipe: dict[str, Any] = field(default_factory=lambda: {
         "batch_size": 32, "eval_every": 50, "mix_replay": 0.1, "mix_synthetic": 0.4, "min_synthetic": 300,
-        "patience": 3, "budget_s": 0.0})   # no time budget: a clock-bound run would not train the same weights
-                                            # every time
+        "budget_s": 0.0})   # no time budget: a clock-bound run would not train the same weights every time;
+    #                         patience: the nightly 2 (3 until 2026-12-08: the same best step, 50 more steps)
 
     def cycle(self) -> CycleConfig:
         """The demo's ``CycleConfig``: its recipe, seed, thread count, held-out share and anchor; uploads
@@ -198,8 +198,9 @@ def print_summary(s, seeds: list[Any], home: str, n_objects: int, wall_s: float,
               f"{f.review_reasons or ''}, {f.n_quarantined} quarantined {f.quarantine_reasons}; "
               f"a labeler confirmed {confirmed} (simulated)")
     print(f"{'night ingest' if first is not None else 'ingested'}: {ing['n_new']} new -> {ing['n_accepted']} "
-          f"accepted, {ing.get('n_released', 0)} released from review, {ing['n_review']} held for review "
-          f"{ing.get('review_reasons') or ''}, {ing['n_quarantined']} quarantined {ing['quarantine_reasons']}")
+          f"accepted, {ing.get('n_released', 0)} released from review, {ing['n_review']} held for review"
+          f"{' ' + str(ing['review_reasons']) if ing.get('review_reasons') else ''}, {ing['n_quarantined']} "
+          f"quarantined {ing['quarantine_reasons']}")
     print(f"dataset version {ing['dataset_version']}; training mix {s.mix}")
     ft = getattr(s, "finetune", None) or {}
     if ft.get("blends"):
