@@ -17,11 +17,11 @@ import random
 import time
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageFilter, ImageFont
 
 from benchmarks.common import save
 from benchmarks.real import score
-from synth.newprint import NEIGHBOURS   # the words printed near a code (a list only; none of the renderer)
+from synth.newprint import NEIGHBOURS, text_on_label   # a word list and PIL text on a plain label: none of synth.render
 
 FONT_GLOBS = ("/usr/share/fonts/truetype/croscore/Arimo-*.ttf", "/usr/share/fonts/truetype/croscore/Cousine-*.ttf",
               "/usr/share/fonts/truetype/liberation*/LiberationSansNarrow-*.ttf",
@@ -52,12 +52,7 @@ def crop(rng: random.Random, font_files: list[str]) -> tuple[np.ndarray, str]:
     dark_on_light = rng.random() < 0.8
     bg = rng.randint(170, 250) if dark_on_light else rng.randint(5, 70)
     ink = rng.randint(0, 80) if dark_on_light else rng.randint(190, 255)
-    x0, y0, x1, y1 = font.getbbox(label)
-    w, h = x1 - x0, y1 - y0
-    pad = int(1.2 * h)
-    img = Image.new("L", (w + 2 * pad, h + 2 * pad), bg)
-    d = ImageDraw.Draw(img)
-    d.text((pad - x0, pad - y0), label, font=font, fill=ink)
+    img, d, pad, w, h = text_on_label(font, label, bg, ink)
     if rng.random() < 0.5:      # another line of the tag above or below
         small = ImageFont.truetype(rng.choice(font_files), int(size * rng.uniform(0.5, 0.9)))
         above = rng.random() < 0.5

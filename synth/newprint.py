@@ -44,16 +44,22 @@ def jpeg(img: Image.Image, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def draw(rng: random.Random, label: str, font_file: str, size: int, bg: int, ink: int, neighbour: bool) -> tuple:
-    """``label`` in ``font_file`` on a plain grey label (optionally a smaller neighbouring line), cropped with a
-    random margin: (PIL image, text height in px)."""
-    font = ImageFont.truetype(font_file, size)
+def text_on_label(font: ImageFont.FreeTypeFont, label: str, bg: int, ink: int) -> tuple:
+    """``label`` drawn in ``ink`` on a plain grey label with 1.2 text heights of room around it (no randomness):
+    (PIL image, its draw handle, pad, text width, text height)."""
     x0, y0, x1, y1 = font.getbbox(label)
     w, h = x1 - x0, y1 - y0
     pad = int(1.2 * h)
     img = Image.new("L", (w + 2 * pad, h + 2 * pad), bg)
     d = ImageDraw.Draw(img)
     d.text((pad - x0, pad - y0), label, font=font, fill=ink)
+    return img, d, pad, w, h
+
+
+def draw(rng: random.Random, label: str, font_file: str, size: int, bg: int, ink: int, neighbour: bool) -> tuple:
+    """``label`` in ``font_file`` on a plain grey label (optionally a smaller neighbouring line), cropped with a
+    random margin: (PIL image, text height in px)."""
+    img, d, pad, w, h = text_on_label(ImageFont.truetype(font_file, size), label, bg, ink)
     if neighbour:
         small = ImageFont.truetype(font_file, int(size * rng.uniform(0.5, 0.8)))
         y = pad - int(rng.uniform(0.9, 1.1) * h) if rng.random() < 0.5 else pad + int(rng.uniform(1.15, 1.3) * h)
