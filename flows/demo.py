@@ -56,6 +56,11 @@ class DemoConfig:
         "budget_s": 0.0})   # no time budget: a clock-bound run would not train the same weights every time;
     #                         patience: the nightly 2 (3 until 2026-12-08: the same best step, 50 more steps)
 
+    def __post_init__(self) -> None:
+        if self.n_shifted < 1 or self.steps < 1:
+            raise ValueError(f"demo: --n ({self.n_shifted}) and --steps ({self.steps}) must be at least 1 "
+                             "(the bad uploads are made from the new brand's crops)")
+
     def cycle(self) -> CycleConfig:
         """The demo's ``CycleConfig``: its recipe, seed, thread count, held-out share and anchor; uploads
         ingested at once (no waiting age)."""

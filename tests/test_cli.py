@@ -84,6 +84,16 @@ def test_demo_runs_on_embedded_defaults(tmp_path):
     assert (demo_home / "mlflow" / "mlflow.db").is_file() and (demo_home / "evidently").is_dir()
 
 
+def test_demo_refuses_an_empty_stream_before_starting_anything(tmp_path, monkeypatch, capsys):
+    """`tagloop demo --n 0` says what is wrong (exit 2) instead of failing half way with a traceback."""
+    from flows.cli import main
+
+    monkeypatch.setenv("TAGLOOP_HOME", str(tmp_path / "home"))
+    assert main(["demo", "--n", "0"]) == 2
+    assert "--n (0) and --steps (300) must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "home" / "demo").exists()
+
+
 def test_demo_prints_the_verdict_and_the_paired_test(capsys):
     """What a newcomer reads at the end of the demo: the verdict in words and the counts behind it."""
     from types import SimpleNamespace
