@@ -248,7 +248,8 @@ def categorical_histogram(feature: str, ref: Sequence[Any], cur: Sequence[Any], 
 def histogram_chart(h: Histogram, width: int = 250, height: int = 96) -> dict[str, Any]:
     """Paired bars (reference light, current dark) per bin, heights as shares of each sample."""
     cat = bool(h.extra.get("categorical"))
-    box = Box(width, height + (22 if cat else 0), left=8, right=8, top=6, bottom=40 if cat else 18)
+    # categories: labels slant down-left from their bar, so the first one needs room on the left
+    box = Box(width, height + (22 if cat else 0), left=34 if cat else 8, right=8, top=6, bottom=40 if cat else 18)
     k = max(len(h.bins), 1)
     slot = (box.x1 - box.x0) / k
     peak = max(h.reference + h.current + [1e-9])
