@@ -42,7 +42,7 @@ class DemoConfig:
     n_bad: int = 5               # bad uploads (empty, truncated, bad JSON, bad charset, duplicate)
     heldout_share: float = 0.4   # of product codes held out: ~400 crops the gate compares both models on
     # 300: with 150 the schedule ended while the new brand's validation still rose (0.21 at step 150; the served
-    # challenger 0.257 vs 0.049), with 300 it peaks at 0.70 (0.757 vs 0.049) in 110 s of fine-tune (flows/README.md)
+    # challenger 0.257 vs 0.049), with 300 it peaks at step 150 at 0.70 (0.757 vs 0.049); patience ends it at 250
     steps: int = field(default=300, metadata={
         "help": "fine-tune steps (the LR schedule; early stopping may end sooner)"})
     seed: int = field(default=2026, metadata={"help": "seed of the simulated stream and the fine-tune (same seed, "
