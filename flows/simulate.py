@@ -65,19 +65,17 @@ def seed_corrections(storage: Storage, n: int, day: str, seed: int, render_cfg=N
 
     if stream is not None:
         images, labels = stream(n, seed)
-        predictor = Predictor(model_dir) if model_dir else None
-        reads = ([(p.text, p.confidence) for p in predictor.predict_blobs(images)] if predictor
-                 else [(label, 0.5) for label in labels])
+        read = lambda predictor: predictor.predict_blobs(images)  # noqa: E731
     else:
         rng = np.random.default_rng(seed)
         renderer = Renderer(render_cfg or RenderConfig(), seed=seed)
         crops = [renderer.render(rng) for _ in range(n)]
         images = [jpeg_bytes(c.image, int(rng.integers(80, 96))) for c in crops]
-        if model_dir:
-            reads = [(p.text, p.confidence) for p in Predictor(model_dir).predict_arrays([c.image for c in crops])]
-        else:
-            reads = [(c.label, 0.5) for c in crops]
         labels = [c.label for c in crops]
+        read = lambda predictor: predictor.predict_arrays([c.image for c in crops])  # noqa: E731
+    # the champion's reading, as the app would have shown it (without a model: the true code at 0.5)
+    reads = ([(p.text, p.confidence) for p in read(Predictor(model_dir))] if model_dir
+             else [(label, 0.5) for label in labels])
     if poison:
         random.Random(seed).shuffle(labels)
     summary = SeedSummary(day=day, n_good=n, n_bad=0, poisoned=poison)
