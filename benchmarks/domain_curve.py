@@ -7,6 +7,8 @@ runs once with the recipe, and the base model and the challenger read
 - ``--test-n`` held-out crops of the domain (another seed),
 - the regression suite (the cycle's own metrics) and
 - the real photos of ``../shared/real-dev`` (forgetting on what users photograph; when present).
+The challenger's readers are also tallied on the domain's crops (``benchmarks.readers``: what a perfect
+arbiter between them could gain over the champion, against the target).
 
     python -m benchmarks.domain_curve [--domains dot_matrix,dark_lowres,serif_plus] [--n 1000] [--budget-s 0]
 """
@@ -23,6 +25,7 @@ from benchmarks.common import save
 from benchmarks.domains import DOMAINS, EXTRA_CHARS, TUNED_ON
 from benchmarks.learning_curve import exact
 from benchmarks.real import DEFAULT_DIR
+from benchmarks.readers import ceiling
 from benchmarks.real_loop import fill, photos
 from bucket.storage import open_storage
 from flows.settings import setup_environment
@@ -34,6 +37,7 @@ from loop.gate import EvalData, score_sets
 from loop.registry import Registry
 from loop.stages import read_with
 from recognizer.checkpoint import base_model_dir, read_config
+from recognizer.preprocess import decode_image
 
 
 def compare(base, chall) -> dict:
@@ -84,6 +88,8 @@ def one_domain(name: str, args, root: str, real: EvalData | None) -> dict:
     chall_dir = Registry().download(s.challenger_version, os.path.join(home, "cache", "models"))
     base, chall = score_sets(read_with(base_model_dir()), sets), score_sets(read_with(chall_dir), sets)
     out["domain_test"] = compare(base[sets[0].name], chall[sets[0].name])
+    # who reads what: how much a perfect arbiter between the challenger's readers could gain (benchmarks.readers)
+    out["readers"] = ceiling(chall_dir, [decode_image(b) for b in test_imgs], test_labels, out["domain_test"]["base"])
     if real is not None:
         out["real_dev"] = compare(base[real.name], chall[real.name])
     reg = {r: s.metrics[r]["sets"]["regression"]["exact_match"] for r in ("champion", "challenger")}

@@ -22,7 +22,6 @@ Writes ``benchmarks/results/readers.json``.
 from __future__ import annotations
 
 import argparse
-import os
 
 import numpy as np
 
@@ -69,6 +68,16 @@ def read_all(model_dir: str, images: list[np.ndarray]) -> dict[str, list[str]]:
     return out
 
 
+def ceiling(model_dir: str, images: list[np.ndarray], labels: list[str], champion: float) -> dict:
+    """``tally`` of ``model_dir``'s readers on the crops, with what a perfect arbiter and what serving gain over
+    a champion that reads them at ``champion``."""
+    t = tally(labels, read_all(model_dir, images))
+    t["ceiling_gain_points"] = round(100 * (t["any_reader_right"] / t["n"] - champion), 2)
+    t["served_gain_points"] = round(100 * (t["right"]["served"] / t["n"] - champion), 2)
+    t["target_points"] = target_points(champion)
+    return t
+
+
 def target_points(champion: float) -> float:
     """Issue 16's bar for one night on a domain the champion reads at ``champion``: 10 points, or half the
     remaining error when that is smaller."""
@@ -83,33 +92,37 @@ def one_domain(name: str, models: list[str], test_n: int) -> dict:
     out = {"domain": name, "n": len(labels), "champion_served": round(champion, 4),
            "target_points": target_points(champion), "models": []}
     for model in models:
-        t = tally(labels, read_all(model, images))
-        t["model"] = model
-        t["ceiling_gain_points"] = round(100 * (t["any_reader_right"] / t["n"] - champion), 2)
-        t["served_gain_points"] = round(100 * (t["right"]["served"] / t["n"] - champion), 2)
-        out["models"].append(t)
+        out["models"].append({"model": model, **ceiling(model, images, labels, champion)})
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", required=True,
-                    help="model artifact directories (comma-separated; e.g. domain_curve's challengers), or "
-                         "DOMAIN=DIR pairs to read each domain with its own challenger")
+    ap.add_argument("--model", default="champion",
+                    help="models (comma-separated): artifact directories, registry references as `tagloop predict "
+                         "--model` takes them (champion, a version), or DOMAIN=DIR pairs to read each domain with its "
+                         "own challenger (domain_curve's)")
     ap.add_argument("--domains", default=",".join(DOMAINS), help="comma-separated, from benchmarks.domains")
     ap.add_argument("--test-n", type=int, default=300, help="held-out crops of each domain")
     ap.add_argument("--name", default="readers", help="results file name (benchmarks/results/NAME.json)")
     args = ap.parse_args()
+    from flows.settings import Settings
+    from loop.modelref import resolve_model
+
     specs = [s for s in args.model.split(",") if s]
     pairs = dict(s.split("=", 1) for s in specs if "=" in s)
     plain = [s for s in specs if "=" not in s]
+    home = Settings.from_env().home
     results = []
     for name in args.domains.split(","):
         models = plain + ([pairs[name]] if name in pairs else [])
-        for m in models:
-            if not os.path.isdir(m):
-                raise SystemExit(f"benchmarks.readers: no model directory {m}")
-        results.append(one_domain(name, models, args.test_n))
+        if not models:
+            raise SystemExit(f"benchmarks.readers: no model given for {name}")
+        try:
+            dirs = [resolve_model(m, home) for m in models]
+        except FileNotFoundError as e:
+            raise SystemExit(f"benchmarks.readers: {e}") from None
+        results.append(one_domain(name, dirs, args.test_n))
         for t in results[-1]["models"]:
             print(f"{name}: champion served {results[-1]['champion_served']:.3f} (target +{results[-1]['target_points']}); "
                   f"{t['model']}: {t['right']}, any {t['any_reader_right']}, none {t['no_reader_right']}, "
