@@ -182,3 +182,21 @@ def test_validation_status_is_the_batch_outcome():
     rejected = run_suite(table, "r2", now=now, max_failed_share=0.25)
     assert not rejected.success and rejected.results["meta"]["tagloop"].startswith("REJECTED: 2 of 4 rows")
     assert not run_suite(table, "r3", now=now).success                  # no limit: GX's own status
+
+
+def test_a_run_id_that_looks_like_a_date_does_not_break_validation():
+    """Ingest run ids are ``<UTC time>Z-<6 hex>``; GX parses a run name it is given without a time as a date, and
+    about one hex suffix in 2,000 (``92ad7a``) reads as a UTC offset beyond 24 h: validation crashed there (a CI
+    run on 2026-12-08) and a few others would have stored a wrong run time. The run's time is the clock's."""
+    import pandas as pd
+
+    from ingest.validate import run_suite
+
+    row = {"structure": "ok", "decode_status": "ok", "width": 120, "height": 30, "aspect": 4.0, "contrast": 40.0,
+           "label": "DD1391-100", "confidence": 0.9, "created_ts": 1.75e9, "n_labels_for_hash": 1, "seen_before": False,
+           "first_hash": "h0"}
+    now = pd.Timestamp("2026-12-08 03:21:45", tz="UTC").to_pydatetime()
+    for run_id in ("20261208T032145Z-92ad7a", "20261208T032145Z-1848ad"):
+        outcome = run_suite(pd.DataFrame([row]), run_id, now=now)
+        assert outcome.success
+        assert outcome.results["meta"]["run_id"]["run_time"].startswith("2026-12-08")
